@@ -1,0 +1,99 @@
+! Cutoff (switching) functions shared by every family's kernel.
+!
+! Support module: compiled into the extension but not given to f2py, so it may
+! use any Fortran feature. Each cutoff is selected by an integer kind that the
+! Python side takes from the cutoff plugin (atomdesc.cutoffs):
+!
+!   0  tabulated: cubic Hermite spline of values and derivatives on a uniform
+!      grid over [0, r_c] (any cutoff a plugin gives as a numpy function)
+!   1  cosine      fc = (cos(pi r / r_c) + 1) / 2
+!   2  tanh3       fc = tanh(1 - r / r_c)**3           (Behler's f_c2)
+!   3  polynomial  fc = 1 - polynomial in x = r / r_c of order cpar(1) = 1..4
+!                  (n2p2 types 5-8: C1..C4 at r_c)
+module atomdesc_cutoffs
+  use, intrinsic :: iso_c_binding, only: c_double
+  implicit none
+  private
+  public :: dp, cutoff_value, CUTOFF_TABULATED, CUTOFF_COSINE, CUTOFF_TANH3, CUTOFF_POLYNOMIAL
+
+  integer, parameter :: dp = c_double
+  real(dp), parameter :: pi = 3.14159265358979323846264338327950288_dp
+  integer, parameter :: CUTOFF_TABULATED = 0, CUTOFF_COSINE = 1, CUTOFF_TANH3 = 2, &
+                        CUTOFF_POLYNOMIAL = 3
+
+contains
+
+  !> fc(r) and dfc/dr for r >= 0; both are 0 for r >= rc.
+  pure subroutine cutoff_value(kind, r, rc, cpar, tab, fc, dfc)
+    integer, intent(in) :: kind
+    real(dp), intent(in) :: r, rc, cpar(:), tab(:, :)
+    real(dp), intent(out) :: fc, dfc
+    real(dp) :: x, t
+
+    fc = 0.0_dp
+    dfc = 0.0_dp
+    if (r >= rc) return
+    x = r / rc
+    select case (kind)
+    case (CUTOFF_COSINE)
+      fc = 0.5_dp * (cos(pi * x) + 1.0_dp)
+      dfc = -0.5_dp * pi / rc * sin(pi * x)
+    case (CUTOFF_TANH3)
+      t = tanh(1.0_dp - x)
+      fc = t**3
+      dfc = -3.0_dp * t**2 * (1.0_dp - t**2) / rc
+    case (CUTOFF_POLYNOMIAL)
+      call polynomial_cutoff(nint(cpar(1)), x, fc, dfc)
+      dfc = dfc / rc
+    case (CUTOFF_TABULATED)
+      call hermite_spline(r, rc, tab, fc, dfc)
+    end select
+  end subroutine cutoff_value
+
+  !> n2p2's polynomial cutoffs: C^order smooth at x = 1, value 1 at x = 0.
+  pure subroutine polynomial_cutoff(order, x, fc, dfc)
+    integer, intent(in) :: order
+    real(dp), intent(in) :: x
+    real(dp), intent(out) :: fc, dfc
+    select case (order)
+    case (1)
+      fc = (2.0_dp * x - 3.0_dp) * x**2 + 1.0_dp
+      dfc = (6.0_dp * x - 6.0_dp) * x
+    case (2)
+      fc = ((15.0_dp - 6.0_dp * x) * x - 10.0_dp) * x**3 + 1.0_dp
+      dfc = ((60.0_dp - 30.0_dp * x) * x - 30.0_dp) * x**2
+    case (3)
+      fc = (x * (x * (20.0_dp * x - 70.0_dp) + 84.0_dp) - 35.0_dp) * x**4 + 1.0_dp
+      dfc = (x * (x * (140.0_dp * x - 420.0_dp) + 420.0_dp) - 140.0_dp) * x**3
+    case default
+      fc = (x * (x * ((315.0_dp - 70.0_dp * x) * x - 540.0_dp) + 420.0_dp) - 126.0_dp) * x**5 &
+           + 1.0_dp
+      dfc = (x * (x * ((2520.0_dp - 630.0_dp * x) * x - 3780.0_dp) + 2520.0_dp) - 630.0_dp) &
+            * x**4
+    end select
+  end subroutine polynomial_cutoff
+
+  !> Cubic Hermite interpolation of tab(1, :) = f and tab(2, :) = df/dr given
+  !> on the uniform grid r_i = (i - 1) h, h = rc / (size(tab, 2) - 1).
+  pure subroutine hermite_spline(r, rc, tab, f, df)
+    real(dp), intent(in) :: r, rc, tab(:, :)
+    real(dp), intent(out) :: f, df
+    integer :: i, n
+    real(dp) :: h, s, t
+
+    n = size(tab, 2)
+    h = rc / real(n - 1, dp)
+    s = r / h
+    i = min(int(s), n - 2)          ! 0-based interval index
+    t = s - real(i, dp)
+    i = i + 1
+    f = (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2 * tab(1, i) &
+        + t * (1.0_dp - t)**2 * h * tab(2, i) &
+        + t**2 * (3.0_dp - 2.0_dp * t) * tab(1, i + 1) &
+        + t**2 * (t - 1.0_dp) * h * tab(2, i + 1)
+    df = (6.0_dp * t * (t - 1.0_dp) * (tab(1, i) - tab(1, i + 1))) / h &
+         + (3.0_dp * t**2 - 4.0_dp * t + 1.0_dp) * tab(2, i) &
+         + (3.0_dp * t**2 - 2.0_dp * t) * tab(2, i + 1)
+  end subroutine hermite_spline
+
+end module atomdesc_cutoffs

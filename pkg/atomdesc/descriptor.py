@@ -1,0 +1,205 @@
+"""The Descriptor base class: what every family, built-in or third-party, is."""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import numpy as np
+from ase.data import atomic_numbers, chemical_symbols
+
+from .result import DescriptorResult
+from .system import System
+
+
+def max_threads() -> int:
+    """Threads the kernels use by default (``OMP_NUM_THREADS`` or the cores)."""
+    from . import _kernels
+
+    return int(_kernels.kernels.max_threads())
+
+
+def normalise_species(species: Iterable[str | int]) -> list[str]:
+    """Chemical symbols sorted by atomic number; numbers and symbols are accepted.
+
+    :raises ValueError: for an empty list, an unknown element or a repeat.
+    """
+    if isinstance(species, (str, int)):
+        species = [species]
+    numbers = []
+    for s in species:
+        if isinstance(s, (int, np.integer)) and 1 <= int(s) < len(chemical_symbols):
+            numbers.append(int(s))
+        elif isinstance(s, str) and s in atomic_numbers and s != "X":
+            numbers.append(atomic_numbers[s])
+        else:
+            raise ValueError(f"unknown species {s!r} in species")
+    if not numbers:
+        raise ValueError("species must name at least one element")
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"species has repeated elements: {list(species)}")
+    return [chemical_symbols[z] for z in sorted(numbers)]
+
+
+def positive_float(value: Any, name: str) -> float:
+    """``value`` as a finite float > 0, or a ValueError naming ``name``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(x) or x <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return x
+
+
+class Descriptor(abc.ABC):
+    """A descriptor family configured by its hyper-parameters.
+
+    Subclasses (the families) set ``name`` and ``feature_label_names``, take
+    their hyper-parameters as keyword arguments, and implement
+    :attr:`hypers`, :attr:`feature_labels` and :meth:`compute_system`. The
+    base class validates input, selects centres and runs lists of structures
+    in parallel; :meth:`compute_system` only ever sees a checked
+    :class:`~atomdesc.system.System` and a checked array of centres.
+    """
+
+    name: ClassVar[str]
+    #: Names of the fields of each feature label, e.g. ("function", "species", "index").
+    feature_label_names: ClassVar[tuple[str, ...]] = ()
+    #: Whether compute_system can return position / strain gradients.
+    supports_gradients: ClassVar[bool] = True
+    supports_strain_gradients: ClassVar[bool] = True
+
+    species: list[str]
+
+    # ---------------------------------------------------------------- metadata
+
+    @property
+    @abc.abstractmethod
+    def hypers(self) -> dict[str, Any]:
+        """JSON-able hyper-parameters, with ``"family"``; rebuilds an equal descriptor."""
+
+    @property
+    @abc.abstractmethod
+    def feature_labels(self) -> tuple[tuple[Any, ...], ...]:
+        """One tuple per feature column, fields named by ``feature_label_names``."""
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_labels)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Descriptor) and other.hypers == self.hypers
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.hypers, sort_keys=True))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hypers.items() if k != "family")
+        return f"atomdesc.descriptor({self.name!r}, {args})"
+
+    # ------------------------------------------------------------- computation
+
+    def compute(
+        self,
+        structures: Any,
+        centers: Sequence[int] | None = None,
+        gradients: bool = False,
+        strain_gradients: bool = False,
+        *,
+        n_threads: int | None = None,
+    ) -> DescriptorResult | list[DescriptorResult]:
+        """Features (and optionally derivatives) of one structure or a list.
+
+        :param structures: an :class:`ase.Atoms`, or a list of them (then a list
+            of results comes back, computed in parallel over structures).
+        :param centers: atom indices to describe (default: all atoms). With a
+            list of structures it applies to each.
+        :param gradients: also compute derivatives with respect to positions.
+        :param strain_gradients: also compute derivatives with respect to strain.
+        :param n_threads: threads to use (default: ``OMP_NUM_THREADS`` or the cores).
+        :raises ValueError: for invalid input, naming the problem.
+        """
+        if gradients and not self.supports_gradients:
+            raise ValueError(f"family {self.name!r} does not provide position gradients")
+        if strain_gradients and not self.supports_strain_gradients:
+            raise ValueError(f"family {self.name!r} does not provide strain gradients")
+        if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
+            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        options = dict(centers=centers, gradients=bool(gradients),
+                       strain_gradients=bool(strain_gradients))
+        if not isinstance(structures, (list, tuple)):
+            return self._compute_one(structures, n_threads=n_threads or 0, **options)
+        workers = min(n_threads or max_threads(), max(len(structures), 1))
+        if workers <= 1:
+            return [self._compute_one(s, n_threads=1, **options) for s in structures]
+        # The kernels release the GIL, so threads over structures scale; each
+        # kernel call then runs single-threaded to avoid oversubscription.
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda s: self._compute_one(s, n_threads=1, **options),
+                                 structures))
+
+    def _compute_one(
+        self, atoms: Any, *, centers: Sequence[int] | None, gradients: bool,
+        strain_gradients: bool, n_threads: int,
+    ) -> DescriptorResult:
+        system = System.from_atoms(atoms)
+        self.check_species(system)
+        rows = check_centers(centers, len(system))
+        result = self.compute_system(
+            system, rows, gradients=gradients, strain_gradients=strain_gradients,
+            n_threads=n_threads,
+        )
+        result.hypers = self.hypers
+        return result
+
+    @abc.abstractmethod
+    def compute_system(
+        self,
+        system: System,
+        centers: np.ndarray,
+        *,
+        gradients: bool,
+        strain_gradients: bool,
+        n_threads: int,
+    ) -> DescriptorResult:
+        """Compute a validated system (the part a family implements).
+
+        :param centers: int64 atom indices, already checked to be in range.
+        :param n_threads: OpenMP threads for the kernel; 0 means the default.
+        """
+
+    def check_species(self, system: System) -> None:
+        """Raise ``ValueError`` if the structure holds elements not in ``species``."""
+        allowed = {atomic_numbers[s] for s in self.species}
+        unknown = sorted(set(np.unique(system.numbers).tolist()) - allowed)
+        if unknown:
+            raise ValueError(
+                f"the structure contains species {[chemical_symbols[z] for z in unknown]} "
+                f"that are not in species={self.species}"
+            )
+
+
+def check_centers(centers: Sequence[int] | None, n_atoms: int) -> np.ndarray:
+    """Centre indices as int64, all atoms by default.
+
+    :raises ValueError: for non-integers, a non-1-D list or an index out of range.
+    """
+    if centers is None:
+        return np.arange(n_atoms, dtype=np.int64)
+    array = np.asarray(centers)
+    if array.ndim != 1:
+        raise ValueError(f"centers must be a 1-D list of atom indices, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError("centers is empty")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"centers must be integer atom indices, got {array.dtype}")
+    bad = array[(array < 0) | (array >= n_atoms)]
+    if bad.size:
+        raise ValueError(
+            f"centers out of range for a structure of {n_atoms} atoms: {bad[:10].tolist()}"
+        )
+    return array.astype(np.int64)

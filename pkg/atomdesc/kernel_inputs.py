@@ -1,0 +1,113 @@
+"""Neighbour data in the exact form the Fortran kernels take, checked before every call.
+
+The kernels trust their index arrays; this module is where they are made and
+where their bounds are verified, so no Python input can make Fortran read or
+write outside an array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from .neighbours import Neighbours, compute_neighbours, gradient_slots
+from .system import System
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+@dataclass(frozen=True)
+class KernelNeighbours:
+    """CSR neighbours with 1-based species and gradient slots, as int32 for Fortran."""
+
+    neighbours: Neighbours
+    start: np.ndarray  # (n_centers + 1,) int32, 0-based offsets
+    vectors: np.ndarray  # (n_entries, 3) float64 (pass .T)
+    distances: np.ndarray  # (n_entries,) float64
+    species: np.ndarray  # (n_entries,) int32, 1-based index into the family's species
+    entry_slot: np.ndarray  # (n_entries,) int32, 1-based gradient slot
+    center_slot: np.ndarray  # (n_centers,) int32, 1-based gradient slot
+    slot_start: np.ndarray  # (n_centers + 1,) int32, 0-based offsets of each row's slots
+    pairs: np.ndarray | None  # (n_slots, 2) int64 gradient pairs, when gradients are wanted
+
+    @property
+    def n_slots(self) -> int:
+        return 0 if self.pairs is None else len(self.pairs)
+
+    @classmethod
+    def build(
+        cls,
+        system: System,
+        r_cut: float,
+        centers: np.ndarray,
+        species: Sequence[str],
+        gradients: bool,
+    ) -> KernelNeighbours:
+        nb = compute_neighbours(system, r_cut, centers)
+        n_entries = len(nb.distances)
+        if n_entries + len(centers) > _INT32_MAX:
+            raise ValueError(
+                f"{n_entries} neighbour pairs are more than the kernels index; "
+                "split the centres into smaller batches"
+            )
+        lookup = np.zeros(max(atomic_numbers[s] for s in species) + 1, dtype=np.int32)
+        for index, symbol in enumerate(species, start=1):
+            lookup[atomic_numbers[symbol]] = index
+        neighbour_species = lookup[np.minimum(system.numbers[nb.atoms], len(lookup) - 1)]
+        n_centers = len(centers)
+        if gradients:
+            slots = gradient_slots(nb, len(system))
+            pairs = slots.pairs
+            entry_slot = (slots.entry_slot + 1).astype(np.int32)
+            center_slot = (slots.center_slot + 1).astype(np.int32)
+            slot_start = slots.start.astype(np.int32)
+        else:
+            pairs = None
+            entry_slot = np.zeros(n_entries, dtype=np.int32)
+            center_slot = np.zeros(n_centers, dtype=np.int32)
+            slot_start = np.zeros(n_centers + 1, dtype=np.int32)
+        result = cls(
+            neighbours=nb,
+            start=nb.start.astype(np.int32),
+            vectors=nb.vectors,
+            distances=nb.distances,
+            species=neighbour_species,
+            entry_slot=entry_slot,
+            center_slot=center_slot,
+            slot_start=slot_start,
+            pairs=pairs,
+        )
+        result.check(len(species))
+        return result
+
+    def check(self, n_species: int) -> None:
+        """Verify every index the kernels will follow (cheap, O(n_entries))."""
+        n_entries = len(self.distances)
+        n_centers = len(self.center_slot)
+        ok = (
+            self.start.shape == (n_centers + 1,)
+            and self.start[0] == 0
+            and self.start[-1] == n_entries
+            and (np.diff(self.start) >= 0).all()
+            and self.vectors.shape == (n_entries, 3)
+            and self.vectors.flags.c_contiguous
+            and self.species.shape == (n_entries,)
+            and (n_entries == 0 or (self.species.min() >= 1 and self.species.max() <= n_species))
+            and np.isfinite(self.vectors).all()
+            and (n_entries == 0 or self.distances.min() > 0)
+        )
+        if ok and self.pairs is not None:
+            n_slots = self.n_slots
+            ok = (
+                self.entry_slot.shape == (n_entries,)
+                and self.slot_start.shape == (n_centers + 1,)
+                and self.slot_start[-1] == n_slots
+                and (n_entries == 0 or (self.entry_slot.min() >= 1 and self.entry_slot.max() <= n_slots))
+                and self.center_slot.min() >= 1
+                and self.center_slot.max() <= n_slots
+            )
+        if not ok:  # a bug in atomdesc, never a user error: refuse to call Fortran
+            raise RuntimeError("internal error: inconsistent neighbour data for the kernels")

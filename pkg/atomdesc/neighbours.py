@@ -1,0 +1,109 @@
+"""Neighbour lists (from vesin) in the CSR form every kernel takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import vesin
+
+from .system import System, box_for_neighbour_list
+
+#: Atoms closer than this (in Å) are rejected as overlapping.
+DEFAULT_MIN_DISTANCE = 1e-2
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The neighbours of selected centres within a cutoff.
+
+    Entries ``start[c]:start[c + 1]`` belong to ``centers[c]``; each entry has
+    the neighbour's atom index, the vector ``r_j + shift - r_i`` and its
+    length. A periodic image is an entry of its own (possibly of the centre
+    itself in a small cell). Entries are sorted by (atom, cell shift), so the
+    order never depends on the neighbour-list library's threading.
+    """
+
+    centers: np.ndarray  # (n_centers,) int64
+    start: np.ndarray  # (n_centers + 1,) int64
+    atoms: np.ndarray  # (n_entries,) int64
+    vectors: np.ndarray  # (n_entries, 3) float64
+    distances: np.ndarray  # (n_entries,) float64
+    shifts: np.ndarray  # (n_entries, 3) int64
+
+    @property
+    def center_of_entry(self) -> np.ndarray:
+        """Row (index into ``centers``) of every entry."""
+        return np.repeat(np.arange(len(self.centers)), np.diff(self.start))
+
+
+def compute_neighbours(
+    system: System,
+    r_cut: float,
+    centers: np.ndarray,
+    *,
+    min_distance: float = DEFAULT_MIN_DISTANCE,
+) -> Neighbours:
+    """All neighbours within ``r_cut`` of each centre (full list, images included).
+
+    :raises ValueError: if two atoms (or an atom and its own periodic image)
+        are closer than ``min_distance``.
+    """
+    calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=True, sorted=False)
+    i, j, shifts, d, vectors = calculator.compute(
+        system.positions, box_for_neighbour_list(system), system.pbc, quantities="ijSdD"
+    )
+    i = i.astype(np.int64, copy=False)
+    j = j.astype(np.int64, copy=False)
+    shifts = shifts.astype(np.int64, copy=False)
+    if len(d) and d.min() < min_distance:
+        k = int(np.argmin(d))
+        what = "its own periodic image" if i[k] == j[k] else f"atom {j[k]}"
+        raise ValueError(
+            f"atom {i[k]} is {d[k]:.3g} Å from {what}, closer than min_distance="
+            f"{min_distance} Å (overlapping atoms)"
+        )
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
+    i, j, shifts, d, vectors = i[order], j[order], shifts[order], d[order], vectors[order]
+
+    atom_start = np.searchsorted(i, np.arange(len(system) + 1))
+    counts = atom_start[centers + 1] - atom_start[centers]
+    start = np.zeros(len(centers) + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    # entry indices of the selected centres, in the order of `centers`
+    take = np.repeat(atom_start[centers] - start[:-1], counts) + np.arange(start[-1])
+    return Neighbours(
+        centers=centers,
+        start=start,
+        atoms=j[take],
+        vectors=np.ascontiguousarray(vectors[take]),
+        distances=d[take],
+        shifts=shifts[take],
+    )
+
+
+@dataclass(frozen=True)
+class GradientSlots:
+    """Where each neighbour entry's derivative goes in the sparse gradient layout.
+
+    ``pairs`` are the (row, atom) pairs of the result, sorted; ``entry_slot``
+    and ``center_slot`` index into them; row c owns ``start[c]:start[c + 1]``.
+    """
+
+    pairs: np.ndarray  # (n_pairs, 2) int64
+    entry_slot: np.ndarray  # (n_entries,) int64
+    center_slot: np.ndarray  # (n_centers,) int64
+    start: np.ndarray  # (n_centers + 1,) int64
+
+
+def gradient_slots(neighbours: Neighbours, n_atoms: int) -> GradientSlots:
+    """Number the (centre row, atom) pairs that interact: each neighbour and the centre."""
+    n_centers = len(neighbours.centers)
+    rows = np.arange(n_centers, dtype=np.int64)
+    entry_keys = neighbours.center_of_entry * n_atoms + neighbours.atoms
+    center_keys = rows * n_atoms + neighbours.centers
+    keys, inverse = np.unique(np.concatenate([entry_keys, center_keys]), return_inverse=True)
+    pairs = np.stack([keys // n_atoms, keys % n_atoms], axis=1)
+    start = np.searchsorted(pairs[:, 0], np.arange(n_centers + 1))
+    n_entries = len(entry_keys)
+    return GradientSlots(pairs, inverse[:n_entries], inverse[n_entries:], start)

@@ -1,0 +1,115 @@
+"""Input validation: any structure in, checked float64 arrays out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ase.data import chemical_symbols
+
+
+@dataclass(frozen=True)
+class System:
+    """A validated structure: the only form families and kernels ever see.
+
+    ``positions`` (n, 3) float64 C-ordered, ``numbers`` (n,) atomic numbers,
+    ``cell`` (3, 3) row vectors, ``pbc`` (3,) bools.
+    """
+
+    positions: np.ndarray
+    numbers: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @property
+    def is_periodic(self) -> bool:
+        return bool(self.pbc.any())
+
+    @classmethod
+    def from_atoms(cls, atoms: Any) -> System:
+        """Check an :class:`ase.Atoms` (or anything with its attributes).
+
+        :raises ValueError: naming the problem: no atoms, NaN/inf positions or
+            cell, unknown atomic numbers, a singular cell along periodic axes.
+        """
+        if isinstance(atoms, System):
+            return atoms
+        try:
+            positions = np.asarray(atoms.positions)
+            numbers = np.asarray(atoms.numbers)
+            cell = np.asarray(atoms.cell[:] if hasattr(atoms.cell, "__getitem__") else atoms.cell)
+            pbc = np.asarray(atoms.pbc)
+        except AttributeError as exc:
+            raise TypeError(
+                f"expected an ase.Atoms (positions, numbers, cell, pbc), got {type(atoms).__name__}"
+            ) from exc
+
+        n = len(numbers)
+        if n == 0:
+            raise ValueError("the structure has no atoms")
+        if positions.shape != (n, 3):
+            raise ValueError(f"positions must have shape ({n}, 3), got {positions.shape}")
+        if not np.issubdtype(positions.dtype, np.number):
+            raise ValueError("positions must be numbers")
+        positions = np.ascontiguousarray(positions, dtype=np.float64)
+        bad = ~np.isfinite(positions).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"positions contain NaN or inf (atoms {np.flatnonzero(bad)[:10].tolist()})"
+            )
+        if not np.issubdtype(numbers.dtype, np.integer) or numbers.min() < 1 or numbers.max() >= len(
+            chemical_symbols
+        ):
+            raise ValueError("atomic numbers must be integers between 1 and 118")
+        cell = np.array(cell, dtype=np.float64).reshape(3, 3)
+        if not np.isfinite(cell).all():
+            raise ValueError("the cell contains NaN or inf")
+        pbc = np.array(pbc, dtype=bool).reshape(-1)
+        if pbc.size == 1:
+            pbc = np.repeat(pbc, 3)
+        if pbc.shape != (3,):
+            raise ValueError(f"pbc must be one or three booleans, got {pbc.tolist()}")
+        _check_cell(cell, pbc)
+        return cls(positions, numbers.astype(np.int64), cell, pbc)
+
+
+def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
+    """The lattice vectors along periodic axes must be independent and non-zero."""
+    periodic = cell[pbc]
+    if len(periodic) == 0:
+        return
+    lengths = np.linalg.norm(periodic, axis=1)
+    if (lengths < 1e-8).any():
+        axes = [int(a) for a in np.flatnonzero(pbc)[lengths < 1e-8]]
+        raise ValueError(f"the cell vector along periodic axis {axes} is zero")
+    sv = np.linalg.svd(periodic / lengths[:, None], compute_uv=False)
+    if sv.min() < 1e-8:
+        raise ValueError(
+            "the cell is singular along its periodic axes (lattice vectors are linearly "
+            "dependent)"
+        )
+
+
+def box_for_neighbour_list(system: System) -> np.ndarray:
+    """A full-rank box: vesin needs one even along non-periodic axes.
+
+    Non-periodic axes with a zero or dependent vector get a vector orthogonal
+    to the others; its length does not matter because nothing wraps there.
+    """
+    cell = system.cell.copy()
+    if not system.is_periodic:
+        return np.zeros((3, 3))
+    for axis in np.flatnonzero(~system.pbc):
+        others = [cell[a] for a in range(3) if a != axis]
+        normal = np.cross(*others)
+        if np.linalg.norm(normal) < 1e-8:  # the others are dependent: pick any orthogonal
+            ref = others[0] if np.linalg.norm(others[0]) > 1e-8 else others[1]
+            trial = np.eye(3)[np.argmin(np.abs(ref))]
+            normal = np.cross(ref, trial)
+        if abs(np.linalg.det(cell)) < 1e-8 * np.prod(np.linalg.norm(cell, axis=1) + 1e-300):
+            cell[axis] = normal / np.linalg.norm(normal)
+    return cell
