@@ -74,7 +74,8 @@ def reference_acsf(atoms, center, species, r_cut, cutoff):
         out.append(sum(fc(r) for r in rs))
         out += [sum(np.exp(-eta * (r - r_s) ** 2) * fc(r) for r in rs) for eta, r_s in G2]
         out += [sum(np.cos(kappa * r) * fc(r) for r in rs) for kappa in G3]
-    for a, b in itertools.combinations_with_replacement(range(len(species)), 2):
+    # species pairs in DScribe's order: (0,0), (0,1), (1,1), (0,2), (1,2), (2,2), ...
+    for a, b in ((a, b) for b in range(len(species)) for a in range(b + 1)):
         pairs = [(j, k) for j, k in itertools.combinations(others, 2)
                  if sorted((species.index(sym[j]), species.index(sym[k]))) == [a, b]]
         for params, with_jk in ((G4, True), (G5, False)):
