@@ -29,6 +29,9 @@ from atomdesc.result import DescriptorResult
 DSCRIBE_THRESHOLD = 1e-3
 #: Largest l_max (the Y_lm recursions are stable far beyond; this bounds table sizes).
 L_MAX_LIMIT = 20
+#: Relative accuracy of the radial spline tables (the issue asks for <= 1e-8;
+#: the margin keeps features within 1e-8 of DScribe and featomic).
+TABLE_RTOL = 1e-10
 CONVENTIONS = ("atomdesc", "dscribe", "featomic")
 COMPRESSIONS = ("off", "mu2", "crossover")
 AVERAGES = ("off", "inner", "outer")
@@ -482,7 +485,8 @@ class _DensityExpansion(Descriptor):
         cached = _TABLES.get(key)
         if cached is None:
             breaks = tuple(getattr(self.cutoff, "breakpoints", ()))
-            table = radial_table(self._radial_functions, self.r_max, breakpoints=breaks)
+            table = radial_table(self._radial_functions, self.r_max, breakpoints=breaks,
+                                 rtol=TABLE_RTOL)
             i0, _ = gaussian_radial_integral(self.basis, np.zeros(1), self.sigma)
             self_c = self._density_norm * i0[0, :, 0] / math.sqrt(4 * math.pi)
             cached = (table, self_c)
@@ -555,8 +559,12 @@ class _DensityExpansion(Descriptor):
         nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients)
         lookup = {atomic_numbers[s]: i + 1 for i, s in enumerate(self.species)}
         centre_species = np.array([lookup[z] for z in system.numbers[centers]], dtype=np.int32)
+        vectors, distances, species, entry_slot = nb.vectors, nb.distances, nb.species, nb.entry_slot
+        if len(distances) == 0:  # f2py cannot pass empty arrays; nbr_start keeps these unread
+            vectors, distances = np.zeros((1, 3)), np.ones(1)
+            species, entry_slot = np.ones(1, np.int32), np.ones(1, np.int32)
         feat, grad, strain = _kernels.kernels.soap(
-            kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
+            kind, nb.start, vectors.T, distances, species, entry_slot,
             nb.center_slot, nb.slot_start, centre_species, self._chan, self._sw,
             self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
