@@ -27,11 +27,14 @@ except PackageNotFoundError:  # pragma: no cover - running from an unusual layou
 
 __all__ = [
     "ACSF",
+    "Bispectrum",
     "CutoffFunction",
     "Descriptor",
     "DescriptorResult",
     "PluginLoadWarning",
     "RadialBasis",
+    "SOAP",
+    "SphericalExpansion",
     "System",
     "descriptor",
     "descriptor_from_hypers",
@@ -88,4 +91,8 @@ def __getattr__(name: str) -> Any:
         from .plugins.acsf import ACSF
 
         return ACSF
+    if name in ("SOAP", "SphericalExpansion", "Bispectrum"):
+        from .plugins import soap
+
+        return getattr(soap, name)
     raise AttributeError(f"module 'atomdesc' has no attribute {name!r}")
