@@ -29,10 +29,31 @@ from .environments import (
     xpm_pair,
     xpm_random,
 )
+from .audit import AuditReport, audit
+from .checks import cost, fixed_size, generality, gradient_check, invariance, smoothness, uniqueness
 from .jacobian import RTOL, Jacobian, Sensitivity, feature_scale, jacobian, sensitivity
+from .scan import DatasetStatistics, TruncationScan, dataset_statistics, truncation_scan
+from .singular import Classification, classify, environment_symmetry, symmetry_analysis
 
 __all__ = [
     "RTOL",
+    "AuditReport",
+    "Classification",
+    "DatasetStatistics",
+    "TruncationScan",
+    "audit",
+    "classify",
+    "cost",
+    "dataset_statistics",
+    "environment_symmetry",
+    "fixed_size",
+    "generality",
+    "gradient_check",
+    "invariance",
+    "smoothness",
+    "symmetry_analysis",
+    "truncation_scan",
+    "uniqueness",
     "Jacobian",
     "Sensitivity",
     "bent",

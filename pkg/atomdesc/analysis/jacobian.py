@@ -148,7 +148,8 @@ def jacobian(descriptor: Any, atoms: Any, center: int = 0, *, mode: str = "cente
     if not 0 <= int(center) < n_atoms:
         raise ValueError(f"center {center} out of range for {n_atoms} atoms")
     center = int(center)
-    res = descriptor.compute(atoms, centers=[center], gradients=True)
+    # one centre: threads only add overhead
+    res = descriptor.compute(atoms, centers=[center], gradients=True, n_threads=1)
     features = np.asarray(res.features[0], dtype=float)
     pairs = np.asarray(res.gradient_pairs)
     values = np.asarray(res.gradient_values)

@@ -235,8 +235,8 @@ def is_reflection_invariant(descriptor: Any, atoms: Any, center: int = 0,
     mirror.positions = atoms.positions * np.array([1.0, 1.0, -1.0])
     if np.any(atoms.pbc):
         mirror.cell = atoms.cell[:] * np.array([1.0, 1.0, -1.0])
-    a = descriptor.compute(atoms, centers=[center]).features
-    b = descriptor.compute(mirror, centers=[center]).features
+    a = descriptor.compute(atoms, centers=[center], n_threads=1).features
+    b = descriptor.compute(mirror, centers=[center], n_threads=1).features
     return bool(np.linalg.norm(a - b) <= rtol * max(np.linalg.norm(a), 1e-300))
 
 
