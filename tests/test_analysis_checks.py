@@ -65,8 +65,6 @@ def test_cost_size_generality(acsf):
     assert f["finite"]
 
 
-@pytest.mark.xfail(reason="the ACSF kernel call fails for a structure without any neighbour "
-                          "pair (f2py zero-size array)", strict=False)
 def test_isolated_atom_has_fixed_size(acsf):
     assert checks.fixed_size(acsf)["fixed"]
 

@@ -36,6 +36,7 @@ __all__ = [
     "descriptor",
     "descriptor_from_hypers",
     "families",
+    "get_registry",
     "hookimpl",
     "max_threads",
     "reload_plugins",

@@ -112,6 +112,20 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_example(args: argparse.Namespace) -> int:
+    from .examples import ACSF_N2P2, STRUCTURES
+
+    print(f"featurizing the bundled examples: {STRUCTURES.name} with {ACSF_N2P2.name}")
+    args = argparse.Namespace(
+        input=str(STRUCTURES), descriptor="acsf", hypers=str(ACSF_N2P2), output=args.output,
+        index=":", gradients=True, strain_gradients=False, threads=args.threads,
+    )
+    cmd_featurize(args)
+    print(f"load it with: numpy.load({args.output!r}) -> 'features', 'offsets', "
+          "'gradient_pairs', 'gradient_values', 'hypers'")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atomdesc", description="Local atomic-environment descriptors with exact derivatives."
@@ -153,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, default=1e-8, help="relative rank tolerance")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser("example", help="featurize the bundled example structures (ACSF)")
+    p.add_argument("-o", "--output", default="atomdesc-example.npz", help="output .npz file")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.set_defaults(func=cmd_example)
     return parser
 
 
