@@ -27,11 +27,19 @@ from .io import Frame, FrameReadError, FrameSource, Position, file_signature
 from .store import ChunkResult, FeatureStore, StoreWriter, is_store, remove_store
 from .system import System
 
-#: Structures per chunk by default.
-DEFAULT_CHUNK_SIZE = 100
-#: A chunk is closed early once it holds this many atoms (this many with gradients).
-DEFAULT_CHUNK_ATOMS = 20_000
-DEFAULT_CHUNK_ATOMS_GRADIENTS = 2_000
+#: Most structures in one chunk by default.
+DEFAULT_CHUNK_SIZE = 10_000
+#: Default budget of one chunk's results; sets how many atoms a chunk holds.
+CHUNK_BYTES = 32 << 20
+#: Gradient pairs per atom assumed when sizing chunks (dense solids have ~50-100).
+PAIRS_PER_ATOM = 64
+
+
+def default_chunk_atoms(n_features: int, gradients: bool, strain_gradients: bool) -> int:
+    """Atoms per chunk so that one chunk's results take about :data:`CHUNK_BYTES`."""
+    per_atom = 8 * n_features * (1 + (3 * PAIRS_PER_ATOM if gradients else 0)
+                                 + (9 if strain_gradients else 0))
+    return max(64, CHUNK_BYTES // per_atom)
 
 
 @dataclass
@@ -88,7 +96,7 @@ def featurize_dataset(
     overwrite: bool = False,
     progress: bool | None = None,
     format: str | None = None,
-    compressor: str | None = "zstd",
+    compressor: str | None = "blosc",
 ) -> DatasetSummary:
     """Featurize a dataset of any size into a chunked zarr store.
 
@@ -105,16 +113,19 @@ def featurize_dataset(
     :param average: ``"mean"`` or ``"sum"`` to store one row per structure.
     :param center_species: describe only atoms of these species.
     :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores).
-    :param chunk_size: structures per chunk (the unit of work, of writing and of resuming).
-    :param chunk_atoms: a chunk is closed early when it holds this many atoms
-        (default 20 000, or 2 000 with gradients), which bounds memory for
-        large structures.
+    :param chunk_size: most structures per chunk (the unit of work, of
+        writing and of resuming; default 10 000).
+    :param chunk_atoms: a chunk is closed when it holds this many atoms; the
+        default keeps one chunk's results near 32 MB (estimated from the
+        number of features, with 64 gradient pairs per atom), which bounds
+        memory whatever the dataset. Memory holds at most three chunks locally,
+        and two per worker thread with Dask.
     :param skip_invalid: record unreadable or invalid frames in the store's
         metadata and go on, instead of stopping with an error.
     :param overwrite: recompute a store that exists (finished or not) from scratch.
     :param progress: show a progress bar; ``None`` shows it when stderr is a terminal.
     :param format: ASE format name, when it cannot be guessed from the file names.
-    :param compressor: ``"zstd"`` (default) or ``None``.
+    :param compressor: ``"blosc"`` (lz4, default: fast), ``"zstd"`` (smaller) or ``None``.
     :return: a :class:`DatasetSummary`.
     :raises FrameReadError: for an unreadable or invalid frame (naming the file
         and frame index) unless ``skip_invalid``.
@@ -130,7 +141,7 @@ def featurize_dataset(
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if chunk_atoms is None:
-        chunk_atoms = DEFAULT_CHUNK_ATOMS_GRADIENTS if gradients else DEFAULT_CHUNK_ATOMS
+        chunk_atoms = default_chunk_atoms(d.n_features, gradients, strain_gradients)
     if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
         raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
 
@@ -145,41 +156,65 @@ def featurize_dataset(
         "input_signatures": [file_signature(f) for f in frames.files],
         "options": options,
     }
-    writer, resumed = _open_writer(Path(store), attrs, d, options, overwrite, compressor)
-    p = writer.progress
-    if p.complete:
+    path = Path(store)
+    writer, resumed = _open_writer(path, attrs, d, options, overwrite)
+    if writer is not None and writer.progress.complete:
         return _summary(store, writer, 0, 0, time.perf_counter() - started, resumed,
                         up_to_date=True)
+    position = Position() if writer is None else Position(writer.progress.next_file,
+                                                          writer.progress.next_index)
 
     runner = _DaskRunner(client, d) if client is not None else _LocalRunner(d, n_threads)
     bar = _progress_bar(progress)
-    computed_structures = computed_atoms = 0
-    pending: deque[tuple[list[Frame], tuple[int, int], Any]] = deque()
+    # One thread writes the chunks in input order; zarr's file writes release
+    # the GIL, so writing overlaps with computing the next chunks. A new store
+    # is created when the first chunk is done, its storage chunks sized to it.
+    io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atomdesc-writer")
+    done: dict[str, Any] = {"structures": 0, "atoms": 0, "failed": False, "writer": writer}
+
+    def write(chunk_frames: list[Frame], next_position: tuple[int, int], future: Any) -> None:
+        if done["failed"]:  # never append after a chunk that failed: order is the format
+            return
+        try:
+            chunk = future.result() if future is not None else None
+            if done["writer"] is None:
+                done["writer"] = StoreWriter.create(
+                    path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
+                    strain_gradients=options["strain_gradients"], compressor=compressor,
+                    expected=chunk)
+            n_s, n_a = _write(done["writer"], frames, chunk_frames, next_position, chunk,
+                              skip_invalid)
+        except BaseException:
+            done["failed"] = True
+            raise
+        done["structures"] += n_s
+        done["atoms"] += n_a
+        _update_bar(bar, n_s, n_a, started)
+
+    pending: deque[tuple[Any, Any]] = deque()
     try:
-        chunks = _chunks(frames.frames(Position(p.next_file, p.next_index)), chunk_size,
-                         chunk_atoms, len(frames.files))
+        chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files))
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
             future = runner.submit(good, options) if good else None
-            pending.append((chunk_frames, next_position, future))
+            pending.append((future, io_thread.submit(write, chunk_frames, next_position, future)))
             while len(pending) >= runner.max_in_flight:
-                n_s, n_a = _write(writer, frames, *pending.popleft(), skip_invalid)
-                computed_structures += n_s
-                computed_atoms += n_a
-                _update_bar(bar, n_s, n_a, started)
+                pending.popleft()[1].result()
         while pending:
-            n_s, n_a = _write(writer, frames, *pending.popleft(), skip_invalid)
-            computed_structures += n_s
-            computed_atoms += n_a
-            _update_bar(bar, n_s, n_a, started)
+            pending.popleft()[1].result()
+        if done["writer"] is None:  # no input at all: an empty, complete store
+            write([], (len(frames.files), 0), None)
+        writer = done["writer"]
         writer.finish()
     finally:
-        for _, _, future in pending:
+        for future, written in pending:
+            written.cancel()
             runner.cancel(future)
+        io_thread.shutdown(wait=True, cancel_futures=True)
         runner.close()
         if bar is not None:
             bar.close()
-    return _summary(store, writer, computed_structures, computed_atoms,
+    return _summary(store, writer, done["structures"], done["atoms"],
                     time.perf_counter() - started, resumed)
 
 
@@ -289,7 +324,8 @@ def _cat(arrays: list[np.ndarray], empty: tuple[int, ...], dtype: Any) -> np.nda
 class _LocalRunner:
     """Chunks computed on a background thread while the next one is read."""
 
-    max_in_flight = 2
+    #: One chunk read, one computed, one written at a time.
+    max_in_flight = 3
 
     def __init__(self, d: Descriptor, n_threads: int | None) -> None:
         self.d = d
@@ -365,9 +401,9 @@ def _chunks(frames: Iterator[Frame], size: int, max_atoms: int,
 
 
 def _write(writer: StoreWriter, source: FrameSource, frames: list[Frame],
-           next_position: tuple[int, int], future: Any, skip_invalid: bool) -> tuple[int, int]:
+           next_position: tuple[int, int], chunk: ChunkResult | None,
+           skip_invalid: bool) -> tuple[int, int]:
     """Check a computed chunk, append it to the store; return (structures, atoms) written."""
-    chunk = future.result() if future is not None else None
     good = [f for f in frames if f.atoms is not None]
     bad: list[tuple[Frame, str]] = [(f, f.error or "cannot read") for f in frames
                                     if f.atoms is None]
@@ -390,7 +426,8 @@ def _write(writer: StoreWriter, source: FrameSource, frames: list[Frame],
 
 
 def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict[str, Any],
-                 overwrite: bool, compressor: str | None) -> tuple[StoreWriter, bool]:
+                 overwrite: bool) -> tuple[StoreWriter | None, bool]:
+    """The writer of an existing store to resume, or None for a new store."""
     if path.exists() and overwrite:
         remove_store(path)
     if path.exists():
@@ -407,11 +444,7 @@ def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict
                     "(--overwrite) to replace it, or another output path"
                 )
         return writer, writer.progress.chunks > 0 or writer.progress.complete
-    writer = StoreWriter.create(
-        path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
-        strain_gradients=options["strain_gradients"], compressor=compressor,
-    )
-    return writer, False
+    return None, False
 
 
 def _check_options(d: Descriptor, gradients: bool, strain_gradients: bool, average: str | None,

@@ -6,9 +6,8 @@ Layout (``S`` structures, ``R`` feature rows, ``P`` gradient pairs, ``F`` featur
       features          (R, F)       float64  all structures' rows, one after another
       centers           (R,)         int64    atom index of each row (-1: per-structure row)
       offsets           (S + 1,)     int64    rows of structure i: offsets[i]:offsets[i+1]
-      n_atoms           (S,)         int64
-      frame_file        (S,)         int32    index into attrs["inputs"]
-      frame_index       (S,)         int64    frame index of the structure in that file
+      structures        (S, 3)       int64    per structure: n_atoms, input file (index
+                                              into attrs["inputs"]), frame index in that file
       gradient_pairs    (P, 2)       int64    (row of features, atom index of the structure)
       gradient_values   (P, 3, F)    float64  d features[row] / d positions[atom]
       gradient_offsets  (S + 1,)     int64    pairs of structure i
@@ -24,7 +23,9 @@ atomdesc version, the input files and the progress record. Data are appended
 chunk by chunk in input order; every zarr chunk file is replaced atomically,
 and the progress record (how many structures, rows and pairs are valid, and
 where reading resumes) is written only after a chunk's data, so a store cut
-short at any moment reads back as the chunks before it.
+short at any moment reads back as the chunks before it. While a run is under
+way the arrays are allocated far beyond their valid length (unwritten chunks
+cost nothing in zarr); finishing trims them to it.
 """
 
 from __future__ import annotations
@@ -44,8 +45,27 @@ from .result import DescriptorResult
 FORMAT = "atomdesc-features"
 FORMAT_VERSION = 1
 
-#: Storage chunks hold about this many bytes (before compression).
-CHUNK_BYTES = 1 << 20
+#: Columns of the ``structures`` array.
+STRUCTURE_COLUMNS = ("n_atoms", "frame_file", "frame_index")
+#: Rows allocated while a run is under way (trimmed when it finishes).
+CAPACITY = 1 << 40
+
+#: Bounds on the bytes of one storage chunk (before compression).
+MIN_CHUNK_BYTES = 1 << 15
+MAX_CHUNK_BYTES = 1 << 22
+
+
+def storage_rows(rows_per_append: int, row_bytes: int) -> int:
+    """Rows of one storage chunk: about one append, within the byte bounds.
+
+    A storage chunk about as large as what one pipeline chunk appends keeps
+    the read-modify-write of the partly filled chunk at each append cheap,
+    and the number of files moderate.
+    """
+    rows = 1 << max(int(rows_per_append) - 1, 0).bit_length()  # next power of two
+    low = max(MIN_CHUNK_BYTES // max(row_bytes, 1), 1)
+    high = max(MAX_CHUNK_BYTES // max(row_bytes, 1), 1)
+    return int(min(max(rows, low), high))
 
 
 @dataclass
@@ -134,39 +154,58 @@ class StoreWriter:
     @classmethod
     def create(
         cls, path: str | Path, *, n_features: int, attrs: dict[str, Any], gradients: bool,
-        strain_gradients: bool, compressor: str | None = "zstd",
+        strain_gradients: bool, compressor: str | None = "blosc",
+        expected: ChunkResult | None = None,
     ) -> StoreWriter:
+        """A new, empty store.
+
+        :param expected: a typical chunk (the first one): storage chunks are
+            sized to about one such chunk.
+        """
         import zarr
 
-        group = zarr.open_group(str(path), mode="w", zarr_format=3)
-        compressors: Any = _compressors(compressor)
         f = n_features
-
-        def add(name: str, tail: tuple[int, ...], dtype: str) -> None:
-            row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize
-            rows = max(1024, CHUNK_BYTES // max(row_bytes, 1))
-            group.create_array(name, shape=(0, *tail), chunks=(rows, *tail), dtype=dtype,
-                               compressors=compressors, fill_value=0)
-
-        add("features", (f,), "float64")
-        add("centers", (), "int64")
-        add("offsets", (), "int64")
-        add("n_atoms", (), "int64")
-        add("frame_file", (), "int32")
-        add("frame_index", (), "int64")
+        per_append = {"structures": 64, "rows": 1024, "pairs": 8192}
+        if expected is not None:
+            per_append = {"structures": expected.n_structures,
+                          "rows": len(expected.features),
+                          "pairs": len(expected.gradient_pairs)
+                          if expected.gradient_pairs is not None else 0}
+        specs = [("features", "rows", (f,), "float64"), ("centers", "rows", (), "int64"),
+                 ("offsets", "structures", (), "int64"),
+                 ("structures", "structures", (len(STRUCTURE_COLUMNS),), "int64")]
         if gradients:
-            add("gradient_pairs", (2,), "int64")
-            add("gradient_values", (3, f), "float64")
-            add("gradient_offsets", (), "int64")
+            specs += [("gradient_pairs", "pairs", (2,), "int64"),
+                      ("gradient_values", "pairs", (3, f), "float64"),
+                      ("gradient_offsets", "structures", (), "int64")]
         if strain_gradients:
-            add("strain_gradients", (3, 3, f), "float64")
+            specs.append(("strain_gradients", "rows", (3, 3, f), "float64"))
         progress = Progress()
-        group.attrs.update({**attrs, "format": FORMAT, "format_version": FORMAT_VERSION,
-                            "progress": progress.to_json()})
+        compressors: Any = _compressors(compressor)
+
+        async def create_all() -> None:
+            import asyncio
+
+            group = await zarr.api.asynchronous.open_group(
+                str(path), mode="w", zarr_format=3, attributes={
+                    **attrs, "format": FORMAT, "format_version": FORMAT_VERSION,
+                    "structure_columns": list(STRUCTURE_COLUMNS),
+                    "progress": progress.to_json()})
+
+            async def one(name: str, kind: str, tail: tuple[int, ...], dtype: str) -> None:
+                row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize
+                rows = storage_rows(per_append[kind], row_bytes)
+                await group.create_array(
+                    name, shape=(CAPACITY, *tail), chunks=(rows, *tail), dtype=dtype,
+                    compressors=compressors, fill_value=0)
+
+            await asyncio.gather(*(one(*spec) for spec in specs))
+
+        _sync(create_all())
+        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
         writer = cls(group, progress)
-        writer._write("offsets", 0, np.zeros(1, dtype=np.int64))
-        if gradients:
-            writer._write("gradient_offsets", 0, np.zeros(1, dtype=np.int64))
+        zero = np.zeros(1, dtype=np.int64)
+        writer._write([("offsets", 0, zero)] + ([("gradient_offsets", 0, zero)] if gradients else []))
         return writer
 
     @classmethod
@@ -195,24 +234,27 @@ class StoreWriter:
         s0, r0, q0 = p.structures, p.rows, p.pairs
         s1 = s0 + chunk.n_structures
         rows = np.cumsum(chunk.n_rows, dtype=np.int64)
-        self._write("features", r0, chunk.features)
-        self._write("centers", r0, chunk.centers)
-        self._write("offsets", s0 + 1, r0 + rows)
-        self._write("n_atoms", s0, chunk.n_atoms)
         file_index = np.asarray(frames, dtype=np.int64).reshape(-1, 2)
-        self._write("frame_file", s0, file_index[:, 0].astype(np.int32))
-        self._write("frame_index", s0, file_index[:, 1])
+        writes = [
+            ("features", r0, chunk.features),
+            ("centers", r0, chunk.centers),
+            ("offsets", s0 + 1, r0 + rows),
+            ("structures", s0, np.column_stack([chunk.n_atoms, file_index])),
+        ]
         n_pairs = 0
         if self.gradients:
             assert chunk.gradient_pairs is not None and chunk.n_pairs is not None
             pairs = chunk.gradient_pairs.copy()
             pairs[:, 0] += r0
             n_pairs = len(pairs)
-            self._write("gradient_pairs", q0, pairs)
-            self._write("gradient_values", q0, chunk.gradient_values)
-            self._write("gradient_offsets", s0 + 1, q0 + np.cumsum(chunk.n_pairs, dtype=np.int64))
+            writes += [
+                ("gradient_pairs", q0, pairs),
+                ("gradient_values", q0, chunk.gradient_values),
+                ("gradient_offsets", s0 + 1, q0 + np.cumsum(chunk.n_pairs, dtype=np.int64)),
+            ]
         if self.strain_gradients:
-            self._write("strain_gradients", r0, chunk.strain_gradients)
+            writes.append(("strain_gradients", r0, chunk.strain_gradients))
+        self._write(writes)
         # Only now, with every array written, does the chunk count.
         p.chunks += 1
         p.structures = s1
@@ -236,26 +278,48 @@ class StoreWriter:
         lengths = {
             "features": p.rows, "centers": p.rows, "strain_gradients": p.rows,
             "offsets": p.structures + 1, "gradient_offsets": p.structures + 1,
-            "n_atoms": p.structures, "frame_file": p.structures, "frame_index": p.structures,
-            "gradient_pairs": p.pairs, "gradient_values": p.pairs,
+            "structures": p.structures, "gradient_pairs": p.pairs, "gradient_values": p.pairs,
         }
-        for name, array in self.arrays.items():
+
+        async def trim(name: str) -> None:
+            array = self.arrays[name].async_array
             if array.shape[0] != lengths[name]:
-                array.resize((lengths[name], *array.shape[1:]))
+                # Chunks past the end were never written (or hold an
+                # interrupted chunk's data, which a resumed run overwrote).
+                await array.resize((lengths[name], *array.shape[1:]),
+                                   delete_outside_chunks=False)
+
+        async def trim_all() -> None:
+            import asyncio
+
+            await asyncio.gather(*(trim(name) for name in self.arrays))
+
+        _sync(trim_all())
         p.complete = True
         self._save_progress()
 
-    def _write(self, name: str, start: int, data: np.ndarray) -> None:
-        array = self.arrays[name]
-        stop = start + len(data)
-        if stop == start:
-            return
-        if array.shape[0] < stop:
-            array.resize((max(stop, 2 * array.shape[0]), *array.shape[1:]))
-        array[start:stop] = data
+    def _write(self, writes: list[tuple[str, int, np.ndarray]]) -> None:
+        """Write ``data`` at ``start`` of each named array, all arrays concurrently."""
+
+        async def all_writes() -> None:
+            import asyncio
+
+            await asyncio.gather(*(
+                self.arrays[name].async_array.setitem(slice(start, start + len(data)), data)
+                for name, start, data in writes if len(data)
+            ))
+
+        _sync(all_writes())
 
     def _save_progress(self) -> None:
         self.group.attrs["progress"] = self.progress.to_json()
+
+
+def _sync(coroutine: Any) -> Any:
+    """Run a zarr coroutine on zarr's own event loop (what its sync API does)."""
+    from zarr.core.sync import sync
+
+    return sync(coroutine)
 
 
 def _compressors(name: str | None) -> Any:
@@ -265,7 +329,12 @@ def _compressors(name: str | None) -> Any:
         from zarr.codecs import ZstdCodec
 
         return [ZstdCodec(level=1)]
-    raise ValueError(f"compressor must be 'zstd' or None, got {name!r}")
+    if name == "blosc":
+        from zarr.codecs import BloscCodec
+
+        # lz4 after byte shuffling: fast, and float64 gradients are mostly zeros
+        return [BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")]
+    raise ValueError(f"compressor must be 'blosc', 'zstd' or None, got {name!r}")
 
 
 # ---------------------------------------------------------------------- reader
@@ -310,6 +379,7 @@ class FeatureStore:
                 "or open it with allow_incomplete=True"
             )
         self._offsets: np.ndarray | None = None
+        self._table: np.ndarray | None = None
         self._gradient_offsets: np.ndarray | None = None
 
     def __repr__(self) -> str:
@@ -382,15 +452,23 @@ class FeatureStore:
 
     @property
     def n_atoms(self) -> np.ndarray:
-        return self._group["n_atoms"][: len(self)]
+        """Atoms of each structure."""
+        return self._structures()[:, 0]
 
     @property
     def frame_file(self) -> np.ndarray:
-        return self._group["frame_file"][: len(self)]
+        """Input file of each structure, an index into :attr:`inputs`."""
+        return self._structures()[:, 1]
 
     @property
     def frame_index(self) -> np.ndarray:
-        return self._group["frame_index"][: len(self)]
+        """Frame index of each structure in its input file."""
+        return self._structures()[:, 2]
+
+    def _structures(self) -> np.ndarray:
+        if self._table is None:
+            self._table = self._group["structures"][: len(self)]
+        return self._table
 
     @property
     def gradient_pairs(self) -> Any:
@@ -407,8 +485,7 @@ class FeatureStore:
     def provenance(self, i: int) -> tuple[str, int]:
         """``(input file, frame index)`` of structure ``i``."""
         i = self._check_index(i)
-        return (self.inputs[int(self._group["frame_file"][i])],
-                int(self._group["frame_index"][i]))
+        return self.inputs[int(self.frame_file[i])], int(self.frame_index[i])
 
     def __len__(self) -> int:
         return self.progress.structures
@@ -425,7 +502,7 @@ class FeatureStore:
         result = DescriptorResult(
             features=g["features"][a:b],
             centers=g["centers"][a:b],
-            n_atoms=int(g["n_atoms"][i]),
+            n_atoms=int(self.n_atoms[i]),
             feature_labels=tuple(self.feature_labels),
             hypers=self.hypers,
         )
