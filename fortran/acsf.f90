@@ -10,7 +10,8 @@
 ! number of threads.
 !
 ! Feature layout (DScribe's): for each neighbour species s, [G1, G2(:), G3(:)];
-! then for each unordered species pair (a <= b), [G4(:), G5(:)].
+! then for each unordered species pair (a <= b), [G4(:), G5(:)], pairs ordered
+! by b, then a: (1,1), (1,2), (2,2), (1,3), (2,3), (3,3), ...
 module acsf_kernel
   use, intrinsic :: iso_c_binding, only: c_int
   use atomdesc_cutoffs, only: dp, cutoff_value
@@ -143,8 +144,9 @@ contains
             rk = vec(:, gk)
             dk = dist(gk)
             sk = nbr_species(gk)
+            ! pair (a, b) with a <= b is number b(b-1)/2 + a, as in DScribe
             a = min(sj, sk)
-            p = (a - 1) * nspecies - ((a - 1) * (a - 2)) / 2 + (max(sj, sk) - a) + 1
+            p = (max(sj, sk) * (max(sj, sk) - 1)) / 2 + a
             b = nspecies * nrad + (p - 1) * nang
             c = dot_product(rj, rk) / (dj * dk)
             c = max(-1.0_dp, min(1.0_dp, c))

@@ -25,7 +25,8 @@ class ACSF(Descriptor):
 
     For each neighbour species (by atomic number) the columns are
     ``[G1, G2(g2_params), G3(g3_params)]``; then for each unordered pair of
-    species ``[G4(g4_params), G5(g5_params)]`` (DScribe's layout)::
+    species ``[G4(g4_params), G5(g5_params)]``, pairs ordered by the heavier
+    species, then the lighter (H-H, H-C, C-C, H-O, C-O, O-O: DScribe's layout)::
 
         G1 = Σ_j f_c(R_ij)
         G2 = Σ_j exp(-η (R_ij - R_s)²) f_c(R_ij)
@@ -100,8 +101,8 @@ class ACSF(Descriptor):
             labels.append(("G1", s, 0))
             labels += [("G2", s, k) for k in range(len(self.g2_params))]
             labels += [("G3", s, k) for k in range(len(self.g3_params))]
-        for a, sa in enumerate(self.species):
-            for sb in self.species[a:]:
+        for b, sb in enumerate(self.species):
+            for sa in self.species[: b + 1]:
                 pair = f"{sa}-{sb}"
                 labels += [("G4", pair, k) for k in range(len(self.g4_params))]
                 labels += [("G5", pair, k) for k in range(len(self.g5_params))]

@@ -46,6 +46,7 @@ __all__ = [
     "descriptor_from_hypers",
     "families",
     "featurize_dataset",
+    "get_registry",
     "hookimpl",
     "max_threads",
     "open_features",

@@ -157,6 +157,20 @@ def _featurize_npz(args: argparse.Namespace, inputs: list[str], d: Any) -> int:
     return 0
 
 
+def cmd_example(args: argparse.Namespace) -> int:
+    """The bundled example structures through the dataset pipeline (ACSF, with gradients)."""
+    from .examples import ACSF_N2P2, STRUCTURES
+
+    print(f"featurizing the bundled examples: {STRUCTURES.name} with {ACSF_N2P2.name}")
+    parser = build_parser()
+    argv = ["featurize", "--example", "--gradients", "-o", args.output]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    if args.overwrite:
+        argv.append("--overwrite")
+    return cmd_featurize(parser.parse_args(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atomdesc", description="Local atomic-environment descriptors with exact derivatives."
@@ -206,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=":",
                    help="frames to read, ASE index syntax (.npz output only; default all)")
     p.set_defaults(func=cmd_featurize)
+
+    p = sub.add_parser("example", help="featurize the bundled example structures (ACSF)")
+    p.add_argument("-o", "--output", default="atomdesc-example.zarr",
+                   help="output store (default atomdesc-example.zarr; .npz for one file)")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="recompute an existing store")
+    p.set_defaults(func=cmd_example)
     return parser
 
 

@@ -50,7 +50,7 @@ class CutoffFunction:
     def kernel_args(self) -> tuple[int, np.ndarray, np.ndarray]:
         """``(kind, cpar, table)`` as the kernels take them; table is ``(2, n)``."""
         if self.kernel_id != 0:
-            table = np.zeros((2, 2))
+            table = np.zeros((2, 2), order="F")  # unused by built-in kinds
         else:
             table = hermite_table(self._evaluate_checked, self.r_cut).T
         return self.kernel_id, np.asarray(self.kernel_parameters(), dtype=np.float64), table

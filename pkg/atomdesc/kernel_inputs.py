@@ -69,11 +69,18 @@ class KernelNeighbours:
             entry_slot = np.zeros(n_entries, dtype=np.int32)
             center_slot = np.zeros(n_centers, dtype=np.int32)
             slot_start = np.zeros(n_centers + 1, dtype=np.int32)
+        vectors, distances = nb.vectors, nb.distances
+        if n_entries == 0:
+            # f2py refuses zero-length arrays whose size a hidden dimension
+            # gives; one dummy entry past start[-1] is never read.
+            vectors, distances = np.array([[1.0, 0.0, 0.0]]), np.ones(1)
+            neighbour_species = np.ones(1, dtype=np.int32)
+            entry_slot = np.ones(1, dtype=np.int32)
         result = cls(
             neighbours=nb,
             start=nb.start.astype(np.int32),
-            vectors=nb.vectors,
-            distances=nb.distances,
+            vectors=vectors,
+            distances=distances,
             species=neighbour_species,
             entry_slot=entry_slot,
             center_slot=center_slot,
@@ -90,14 +97,16 @@ class KernelNeighbours:
         ok = (
             self.start.shape == (n_centers + 1,)
             and self.start[0] == 0
-            and self.start[-1] == n_entries
+            and self.start[-1] == len(self.neighbours.distances)
+            and n_entries == max(self.start[-1], 1)
             and (np.diff(self.start) >= 0).all()
             and self.vectors.shape == (n_entries, 3)
             and self.vectors.flags.c_contiguous
             and self.species.shape == (n_entries,)
-            and (n_entries == 0 or (self.species.min() >= 1 and self.species.max() <= n_species))
+            and self.species.min() >= 1
+            and self.species.max() <= n_species
             and np.isfinite(self.vectors).all()
-            and (n_entries == 0 or self.distances.min() > 0)
+            and self.distances.min() > 0
         )
         if ok and self.pairs is not None:
             n_slots = self.n_slots
@@ -105,7 +114,8 @@ class KernelNeighbours:
                 self.entry_slot.shape == (n_entries,)
                 and self.slot_start.shape == (n_centers + 1,)
                 and self.slot_start[-1] == n_slots
-                and (n_entries == 0 or (self.entry_slot.min() >= 1 and self.entry_slot.max() <= n_slots))
+                and self.entry_slot.min() >= 1
+                and self.entry_slot.max() <= n_slots
                 and self.center_slot.min() >= 1
                 and self.center_slot.max() <= n_slots
             )

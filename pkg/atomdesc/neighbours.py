@@ -49,6 +49,7 @@ def compute_neighbours(
     :raises ValueError: if two atoms (or an atom and its own periodic image)
         are closer than ``min_distance``.
     """
+    _check_periodic_images(system, r_cut, min_distance)
     calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=True, sorted=False)
     i, j, shifts, d, vectors = calculator.compute(
         system.positions, box_for_neighbour_list(system), system.pbc, quantities="ijSdD"
@@ -80,6 +81,33 @@ def compute_neighbours(
         distances=d[take],
         shifts=shifts[take],
     )
+
+
+#: Refuse neighbour lists that could exceed this many pairs (tens of GB).
+MAX_PAIRS = 10**9
+
+
+def _check_periodic_images(system: System, r_cut: float, min_distance: float) -> None:
+    """Reject cells whose images overlap or would flood the neighbour list, before building it."""
+    if not system.is_periodic:
+        return
+    box = box_for_neighbour_list(system)
+    volume = abs(np.linalg.det(box))
+    images = 1.0
+    for axis in np.flatnonzero(system.pbc):
+        others = [box[a] for a in range(3) if a != axis]
+        height = volume / np.linalg.norm(np.cross(*others))
+        if height < min_distance:
+            raise ValueError(
+                f"the cell is {height:.3g} Å thin along periodic axis {axis}: every atom overlaps "
+                f"its own periodic image (closer than min_distance={min_distance} Å)"
+            )
+        images *= 2.0 * r_cut / height + 1.0
+    if images * len(system) ** 2 > MAX_PAIRS:
+        raise ValueError(
+            f"r_cut={r_cut} Å spans about {images:.3g} periodic images of this cell, more "
+            "neighbour pairs than fit in memory; use a smaller cutoff or a larger cell"
+        )
 
 
 @dataclass(frozen=True)

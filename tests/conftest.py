@@ -1,0 +1,121 @@
+"""Shared fixtures: structures of every kind the descriptors must handle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+
+import atomdesc
+
+
+def pytest_report_header(config):
+    from atomdesc import _kernels
+
+    return [f"atomdesc: {atomdesc.__file__}", f"kernels: {_kernels.__file__}"]
+
+
+def random_cell_structure(seed, n_atoms, symbols, cell, pbc=True, min_dist=0.9):
+    """Random positions in a cell with no two atoms (or images) closer than min_dist."""
+    rng = np.random.default_rng(seed)
+    cell = np.asarray(cell, dtype=float)
+    atoms = Atoms(cell=cell, pbc=pbc)
+    while len(atoms) < n_atoms:
+        trial = atoms + Atoms(symbols[len(atoms) % len(symbols)],
+                              positions=[rng.random(3) @ cell], cell=cell, pbc=pbc)
+        if len(trial) == 1 or trial.get_distances(len(trial) - 1, range(len(trial) - 1),
+                                                  mic=bool(np.any(pbc))).min() > min_dist:
+            atoms = trial
+    return atoms
+
+
+@pytest.fixture
+def triclinic():
+    """A periodic triclinic cell with three species."""
+    cell = [[5.0, 0.0, 0.0], [1.2, 4.6, 0.0], [0.7, -0.9, 5.3]]
+    return random_cell_structure(1, 14, ["H", "O", "Si"], cell)
+
+
+@pytest.fixture
+def small_cell():
+    """A periodic cell much smaller than the cutoff: many images of every atom."""
+    atoms = bulk("Si", "diamond", a=5.43)  # 2 atoms, fcc primitive cell
+    atoms.rattle(0.05, seed=3)
+    return atoms
+
+
+@pytest.fixture
+def mixed_pbc():
+    """A slab: periodic in x and y only."""
+    cell = [[4.5, 0.0, 0.0], [0.8, 4.2, 0.0], [0.0, 0.0, 9.0]]
+    return random_cell_structure(5, 10, ["H", "O"], cell, pbc=[True, True, False])
+
+
+@pytest.fixture
+def molecule_ch3oh():
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=4)
+    return atoms
+
+
+def strained(atoms, eps):
+    """atoms under the homogeneous strain r -> (1 + eps) r of positions and cell."""
+    out = atoms.copy()
+    deformation = np.eye(3) + eps
+    out.positions = atoms.positions @ deformation.T
+    out.cell = atoms.cell[:] @ deformation.T
+    return out
+
+
+def finite_difference_gradients(descriptor, atoms, centers=None, h=1e-5):
+    """Dense d features / d positions by central differences: (n_centers, n_atoms, 3, n_features)."""
+    base = descriptor.compute(atoms, centers=centers).features
+    grad = np.zeros((base.shape[0], len(atoms), 3, base.shape[1]))
+    for a in range(len(atoms)):
+        for x in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[a, x] += h
+            minus.positions[a, x] -= h
+            grad[:, a, x] = (descriptor.compute(plus, centers=centers).features
+                             - descriptor.compute(minus, centers=centers).features) / (2 * h)
+    return grad
+
+
+def finite_difference_strain(descriptor, atoms, centers=None, h=1e-5):
+    """d features / d eps_ab by central differences: (n_centers, 3, 3, n_features)."""
+    base = descriptor.compute(atoms, centers=centers).features
+    grad = np.zeros((base.shape[0], 3, 3, base.shape[1]))
+    for a in range(3):
+        for b in range(3):
+            eps = np.zeros((3, 3))
+            eps[a, b] = h
+            grad[:, a, b] = (descriptor.compute(strained(atoms, eps), centers=centers).features
+                             - descriptor.compute(strained(atoms, -eps), centers=centers).features
+                             ) / (2 * h)
+    return grad
+
+
+def relative_error(actual, expected):
+    """max |actual - expected| / max |expected| (the scale of the whole array)."""
+    return np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
+
+
+def random_rotation(seed):
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q @ np.diag(np.sign(np.diag(r)))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+@pytest.fixture
+def checks():
+    """Numerical helpers shared by the family tests."""
+    import types
+
+    return types.SimpleNamespace(
+        strained=strained,
+        fd_gradients=finite_difference_gradients,
+        fd_strain=finite_difference_strain,
+        relative_error=relative_error,
+        random_rotation=random_rotation,
+    )
