@@ -9,7 +9,8 @@
    extxyz datasets of growing size (up to >= 100 000 atoms). Flat means the
    pipeline holds a bounded number of chunks whatever the dataset size.
 
-Run: ``python tests/benchmarks/dataset_benchmark.py [--repeats 7] [--sizes 10000,50000,200000]``
+Run: ``python tests/benchmarks/dataset_benchmark.py [--repeats 7] [--sizes 10000,50000,200000]
+[--gradient-sizes 10000,50000]``
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -133,18 +133,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--sizes", default="10000,50000,200000",
                         help="dataset sizes in atoms for the memory test")
+    parser.add_argument("--gradient-sizes", default="10000,50000",
+                        help="dataset sizes in atoms for the memory test with gradients")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
     import atomdesc
 
     print(f"atomdesc {atomdesc.__version__}, {os.cpu_count()} cpus, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
-    print(json.dumps({"overhead": overhead(args.repeats)}, indent=1), flush=True)
+    if not args.skip_overhead:
+        print(json.dumps({"overhead": overhead(args.repeats)}, indent=1), flush=True)
     if not args.skip_memory:
-        sizes = [int(s) for s in args.sizes.split(",")]
-        memory(sizes, gradients=False)
-        memory(sizes[:2], gradients=True)
-    _ = resource
+        memory([int(n) for n in args.sizes.split(",")], gradients=False)
+        memory([int(n) for n in args.gradient_sizes.split(",")], gradients=True)
 
 
 if __name__ == "__main__":
