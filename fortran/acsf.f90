@@ -12,12 +12,38 @@
 ! Feature layout (DScribe's): for each neighbour species s, [G1, G2(:), G3(:)];
 ! then for each unordered species pair (a <= b), [G4(:), G5(:)], pairs ordered
 ! by b, then a: (1,1), (1,2), (2,2), (1,3), (2,3), (3,3), ...
+!
+! Speed: a centre's neighbours are copied into species-sorted local arrays, so
+! that for a fixed j the partners k of one species form a contiguous block;
+! the pair loops then run over such blocks with every k-dependent quantity in
+! a short vector, which the compiler vectorises (including exp and cos).
+! exp(-eta r^2) factors are computed once per distinct eta, not per function.
 module acsf_kernel
   use, intrinsic :: iso_c_binding, only: c_int
-  use atomdesc_cutoffs, only: dp, cutoff_value
+  use atomdesc_cutoffs, only: dp, cutoff_array
   implicit none
   private
   public :: acsf_centres
+
+  integer, parameter :: N_SCRATCH = 15   ! per-pair work vectors of angular_block
+
+  !> G4 or G5 parameters with what is hoisted out of the pair loops.
+  type :: angular_functions
+    integer :: n = 0
+    real(dp), allocatable :: eta(:), zeta(:), lam(:), pref(:)
+    integer, allocatable :: ieta(:)    ! index of eta among the distinct etas
+    real(dp), allocatable :: etas(:)   ! the distinct etas
+    integer, allocatable :: izl(:)     ! index of (zeta, lambda) among the distinct pairs
+    real(dp), allocatable :: zl(:, :)  ! the distinct (zeta, lambda) pairs
+  end type angular_functions
+
+  !> Per-thread work arrays, sized for the largest neighbourhood. Passed
+  !> explicitly: OpenMP privatisation does not reach host-associated variables.
+  type :: workspace
+    integer, allocatable :: order(:), sp(:), block_start(:)
+    real(dp), allocatable :: r(:, :), d(:), fc(:), dfc(:), e4(:, :), e5(:, :)
+    real(dp), allocatable :: tmp(:, :), dge(:, :, :), scratch(:, :), powers(:, :, :)
+  end type workspace
 
 contains
 
@@ -34,47 +60,40 @@ contains
     logical, intent(in) :: want_grad, want_strain
     real(dp), intent(inout) :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
 
-    integer :: nc, n2, n3, n4, n5, nrad, nang, nf, maxn, nt, ic, q
-    real(dp), allocatable :: pref4(:), pref5(:)
-    integer, allocatable :: izeta4(:), izeta5(:)
+    integer :: nc, n2, n3, nrad, nang, nf, maxn, nt, ic
+    type(angular_functions) :: a4, a5
+    logical :: derivs
 
     nc = size(centre_slot)
-    n2 = size(g2, 2); n3 = size(g3); n4 = size(g4, 2); n5 = size(g5, 2)
+    n2 = size(g2, 2); n3 = size(g3)
+    a4 = angular_set(g4, pair_factor)
+    a5 = angular_set(g5, pair_factor)
     nrad = 1 + n2 + n3
-    nang = n4 + n5
+    nang = a4%n + a5%n
     nf = size(feat, 1)
+    derivs = want_grad .or. want_strain
     if (nc == 0) return
     maxn = max(1, maxval(nbr_start(2:nc + 1) - nbr_start(1:nc)))
 
-    ! 2^(1-zeta) with the pair-counting factor; integer zetas use integer powers.
-    allocate (pref4(n4), pref5(n5), izeta4(n4), izeta5(n5))
-    do q = 1, n4
-      pref4(q) = pair_factor * 2.0_dp**(1.0_dp - g4(2, q))
-      izeta4(q) = integer_or_zero(g4(2, q))
-    end do
-    do q = 1, n5
-      pref5(q) = pair_factor * 2.0_dp**(1.0_dp - g5(2, q))
-      izeta5(q) = integer_or_zero(g5(2, q))
-    end do
-
     nt = nthreads
     if (nt <= 0) then
+      ! default: all threads, but not for a handful of centres, where waking
+      ! the thread team costs more than the work
       nt = 1
-      !$ nt = omp_get_max_threads()
+      !$ nt = max(1, min(omp_get_max_threads(), nc / 16))
     end if
 
     !$omp parallel num_threads(nt) default(shared) private(ic)
     block
-      real(dp), allocatable :: fc(:), dfc(:), e4(:, :), e5(:, :), dge(:, :, :)
-      allocate (fc(maxn), dfc(maxn), e4(n4, maxn), e5(n5, maxn))
-      if (want_grad .or. want_strain) then
-        allocate (dge(nf, 3, maxn))
-      else
-        allocate (dge(1, 1, 1))
-      end if
+      type(workspace) :: w
+      allocate (w%order(maxn), w%sp(maxn), w%block_start(nspecies + 1))
+      allocate (w%r(maxn, 3), w%d(maxn), w%fc(maxn), w%dfc(maxn), w%tmp(maxn, 2))
+      allocate (w%e4(maxn, size(a4%etas)), w%e5(maxn, size(a5%etas)))
+      allocate (w%dge(maxn, 3, nf), w%scratch(maxn, N_SCRATCH))
+      allocate (w%powers(maxn, 3, max(size(a4%zl, 2), size(a5%zl, 2))))
       !$omp do schedule(dynamic, 1)
       do ic = 1, nc
-        call one_centre(ic, fc, dfc, e4, e5, dge)
+        call one_centre(w, ic)
       end do
       !$omp end do
     end block
@@ -82,150 +101,41 @@ contains
 
   contains
 
-    subroutine one_centre(ic, fc, dfc, e4, e5, dge)
+    !> Features (and derivatives) of centre ic. Host-associated work arrays
+    !> belong to the calling thread.
+    subroutine one_centre(w, ic)
+      type(workspace), intent(inout) :: w
       integer, intent(in) :: ic
-      real(dp), intent(inout) :: fc(:), dfc(:), e4(:, :), e5(:, :), dge(:, :, :)
-      integer :: s0, nn, e, j, k, gj, gk, b, kk, p, a, sj, sk, x, y, slot
-      logical :: derivs
-      real(dp) :: r, u(3), xr, ex, d, cs, sn
-      real(dp) :: rj(3), rk(3), rjk(3), dj, dk, djk, c, fcjk, dfcjk
-      real(dp) :: eta, lam, zeta, base1, a1, av, ap, ee, ff, pp, val, af
-      real(dp) :: dfj, dfk, dfjk, cjj, cjk, ckk
+      integer :: s0, nn, e, s, x, y, slot
+      associate (order => w%order, sp => w%sp, block_start => w%block_start, r => w%r, &
+                 d => w%d, fc => w%fc, dfc => w%dfc, e4 => w%e4, e5 => w%e5, &
+                 tmp => w%tmp, dge => w%dge)
 
-      derivs = want_grad .or. want_strain
       s0 = nbr_start(ic)
       nn = nbr_start(ic + 1) - s0
       feat(:, ic) = 0.0_dp
-      if (derivs) dge(:, :, 1:nn) = 0.0_dp
-
-      ! ---- radial terms G1, G2, G3 --------------------------------------
-      do e = 1, nn
-        r = dist(s0 + e)
-        call cutoff_value(ckind, r, rc, cpar, ctab, fc(e), dfc(e))
-        u = vec(:, s0 + e) / r
-        b = (nbr_species(s0 + e) - 1) * nrad
-        feat(b + 1, ic) = feat(b + 1, ic) + fc(e)
-        if (derivs) dge(b + 1, :, e) = dge(b + 1, :, e) + dfc(e) * u
-        do kk = 1, n2
-          xr = r - g2(2, kk)
-          ex = exp(-g2(1, kk) * xr * xr)
-          feat(b + 1 + kk, ic) = feat(b + 1 + kk, ic) + ex * fc(e)
-          if (derivs) then
-            d = ex * (dfc(e) - 2.0_dp * g2(1, kk) * xr * fc(e))
-            dge(b + 1 + kk, :, e) = dge(b + 1 + kk, :, e) + d * u
+      if (nn > 0) then
+        call gather_sorted(w, s0, nn)
+        call cutoff_array(ckind, d(1:nn), rc, cpar, ctab, fc(1:nn), dfc(1:nn), derivs)
+        if (derivs) dge(1:nn, :, :) = 0.0_dp
+        do s = 1, nspecies
+          if (block_start(s + 1) > block_start(s)) then
+            call radial_terms(w, ic, block_start(s) + 1, block_start(s + 1), (s - 1) * nrad)
           end if
         end do
-        do kk = 1, n3
-          cs = cos(g3(kk) * r)
-          feat(b + 1 + n2 + kk, ic) = feat(b + 1 + n2 + kk, ic) + cs * fc(e)
-          if (derivs) then
-            sn = sin(g3(kk) * r)
-            d = cs * dfc(e) - g3(kk) * sn * fc(e)
-            dge(b + 1 + n2 + kk, :, e) = dge(b + 1 + n2 + kk, :, e) + d * u
-          end if
-        end do
-        do kk = 1, n4
-          e4(kk, e) = exp(-g4(1, kk) * r * r)
-        end do
-        do kk = 1, n5
-          e5(kk, e) = exp(-g5(1, kk) * r * r)
-        end do
-      end do
-
-      ! ---- angular terms G4, G5 over unique pairs j < k -------------------
-      if (nang > 0) then
-        do j = 1, nn - 1
-          gj = s0 + j
-          rj = vec(:, gj)
-          dj = dist(gj)
-          sj = nbr_species(gj)
-          do k = j + 1, nn
-            gk = s0 + k
-            rk = vec(:, gk)
-            dk = dist(gk)
-            sk = nbr_species(gk)
-            ! pair (a, b) with a <= b is number b(b-1)/2 + a, as in DScribe
-            a = min(sj, sk)
-            p = (max(sj, sk) * (max(sj, sk) - 1)) / 2 + a
-            b = nspecies * nrad + (p - 1) * nang
-            c = dot_product(rj, rk) / (dj * dk)
-            c = max(-1.0_dp, min(1.0_dp, c))
-
-            if (n4 > 0) then
-              rjk = rk - rj
-              djk = norm2(rjk)
-              call cutoff_value(ckind, djk, rc, cpar, ctab, fcjk, dfcjk)
-              if (fcjk /= 0.0_dp .or. dfcjk /= 0.0_dp) then
-                ff = fc(j) * fc(k) * fcjk
-                dfj = dfc(j) * fc(k) * fcjk / dj
-                dfk = fc(j) * dfc(k) * fcjk / dk
-                dfjk = fc(j) * fc(k) * dfcjk / djk
-                do kk = 1, n4
-                  eta = g4(1, kk); zeta = g4(2, kk); lam = g4(3, kk)
-                  base1 = 1.0_dp + lam * c
-                  if (izeta4(kk) > 0) then
-                    a1 = base1**(izeta4(kk) - 1)
-                  else
-                    a1 = base1**(zeta - 1.0_dp)
-                  end if
-                  av = a1 * base1
-                  ee = e4(kk, j) * e4(kk, k) * exp(-eta * djk * djk)
-                  pp = pref4(kk) * ee
-                  val = pp * av * ff
-                  feat(b + kk, ic) = feat(b + kk, ic) + val
-                  if (derivs) then
-                    ap = zeta * lam * a1
-                    af = av * ff
-                    cjk = pp * (ap * ff / (dj * dk) + 2.0_dp * eta * af - av * dfjk)
-                    cjj = pp * (-ap * ff * c / (dj * dj) - 4.0_dp * eta * af + av * (dfj + dfjk))
-                    ckk = pp * (-ap * ff * c / (dk * dk) - 4.0_dp * eta * af + av * (dfk + dfjk))
-                    dge(b + kk, :, j) = dge(b + kk, :, j) + cjj * rj + cjk * rk
-                    dge(b + kk, :, k) = dge(b + kk, :, k) + cjk * rj + ckk * rk
-                  end if
-                end do
-              end if
-            end if
-
-            if (n5 > 0) then
-              ff = fc(j) * fc(k)
-              dfj = dfc(j) * fc(k) / dj
-              dfk = fc(j) * dfc(k) / dk
-              do kk = 1, n5
-                eta = g5(1, kk); zeta = g5(2, kk); lam = g5(3, kk)
-                base1 = 1.0_dp + lam * c
-                if (izeta5(kk) > 0) then
-                  a1 = base1**(izeta5(kk) - 1)
-                else
-                  a1 = base1**(zeta - 1.0_dp)
-                end if
-                av = a1 * base1
-                pp = pref5(kk) * e5(kk, j) * e5(kk, k)
-                val = pp * av * ff
-                feat(b + n4 + kk, ic) = feat(b + n4 + kk, ic) + val
-                if (derivs) then
-                  ap = zeta * lam * a1
-                  af = av * ff
-                  cjk = pp * ap * ff / (dj * dk)
-                  cjj = pp * (-ap * ff * c / (dj * dj) - 2.0_dp * eta * af + av * dfj)
-                  ckk = pp * (-ap * ff * c / (dk * dk) - 2.0_dp * eta * af + av * dfk)
-                  dge(b + n4 + kk, :, j) = dge(b + n4 + kk, :, j) + cjj * rj + cjk * rk
-                  dge(b + n4 + kk, :, k) = dge(b + n4 + kk, :, k) + cjk * rj + ckk * rk
-                end if
-              end do
-            end if
-          end do
-        end do
+        if (nang > 0) call angular_terms(w, ic, nn)
       end if
 
-      ! ---- scatter per-entry derivatives to (centre, atom) slots and strain
       if (want_grad) then
         do slot = slot_start(ic) + 1, slot_start(ic + 1)
           grad(:, :, slot) = 0.0_dp
         end do
         do e = 1, nn
-          slot = nbr_slot(s0 + e)
-          grad(:, :, slot) = grad(:, :, slot) + dge(:, :, e)
-          grad(:, :, centre_slot(ic)) = grad(:, :, centre_slot(ic)) - dge(:, :, e)
+          slot = nbr_slot(s0 + order(e))
+          do x = 1, 3
+            grad(:, x, slot) = grad(:, x, slot) + dge(e, x, :)
+            grad(:, x, centre_slot(ic)) = grad(:, x, centre_slot(ic)) - dge(e, x, :)
+          end do
         end do
       end if
       if (want_strain) then
@@ -234,22 +144,274 @@ contains
         do e = 1, nn
           do x = 1, 3
             do y = 1, 3
-              strain(:, y, x, ic) = strain(:, y, x, ic) + dge(:, x, e) * vec(y, s0 + e)
+              strain(:, y, x, ic) = strain(:, y, x, ic) + dge(e, x, :) * r(e, y)
             end do
           end do
         end do
       end if
+      end associate
     end subroutine one_centre
+
+    !> Copy the centre's entries into local arrays sorted by species (counting sort).
+    subroutine gather_sorted(w, s0, nn)
+      type(workspace), intent(inout) :: w
+      integer, intent(in) :: s0, nn
+      integer :: e, s, pos(nspecies)
+      associate (order => w%order, sp => w%sp, block_start => w%block_start, r => w%r, &
+                 d => w%d, fc => w%fc, dfc => w%dfc, e4 => w%e4, e5 => w%e5, &
+                 tmp => w%tmp, dge => w%dge)
+      block_start = 0
+      do e = 1, nn
+        s = nbr_species(s0 + e)
+        block_start(s + 1) = block_start(s + 1) + 1
+      end do
+      do s = 1, nspecies
+        block_start(s + 1) = block_start(s + 1) + block_start(s)
+      end do
+      pos = block_start(1:nspecies)
+      do e = 1, nn
+        s = nbr_species(s0 + e)
+        pos(s) = pos(s) + 1
+        order(pos(s)) = e
+      end do
+      do e = 1, nn
+        r(e, :) = vec(:, s0 + order(e))
+        d(e) = dist(s0 + order(e))
+        sp(e) = nbr_species(s0 + order(e))
+      end do
+      end associate
+    end subroutine gather_sorted
+
+    !> G1, G2, G3 from the entries e0..e1 (all of one species), columns b+1...
+    subroutine radial_terms(w, ic, e0, e1, b)
+      type(workspace), intent(inout) :: w
+      integer, intent(in) :: ic, e0, e1, b
+      integer :: e, kk
+      real(dp) :: eta, rs, kappa
+      associate (order => w%order, sp => w%sp, block_start => w%block_start, r => w%r, &
+                 d => w%d, fc => w%fc, dfc => w%dfc, e4 => w%e4, e5 => w%e5, &
+                 tmp => w%tmp, dge => w%dge)
+      associate (g => tmp(:, 1), dg => tmp(:, 2))
+        feat(b + 1, ic) = feat(b + 1, ic) + sum(fc(e0:e1))
+        if (derivs) call add_radial(w, b + 1, e0, e1, dfc)
+        do kk = 1, n2
+          eta = g2(1, kk); rs = g2(2, kk)
+          do e = e0, e1
+            g(e) = exp(-eta * (d(e) - rs)**2)
+            dg(e) = g(e) * (dfc(e) - 2.0_dp * eta * (d(e) - rs) * fc(e))
+            g(e) = g(e) * fc(e)
+          end do
+          feat(b + 1 + kk, ic) = feat(b + 1 + kk, ic) + sum(g(e0:e1))
+          if (derivs) call add_radial(w, b + 1 + kk, e0, e1, dg)
+        end do
+        do kk = 1, n3
+          kappa = g3(kk)
+          do e = e0, e1
+            g(e) = cos(kappa * d(e))
+            dg(e) = g(e) * dfc(e) - kappa * sin(kappa * d(e)) * fc(e)
+            g(e) = g(e) * fc(e)
+          end do
+          feat(b + 1 + n2 + kk, ic) = feat(b + 1 + n2 + kk, ic) + sum(g(e0:e1))
+          if (derivs) call add_radial(w, b + 1 + n2 + kk, e0, e1, dg)
+        end do
+      end associate
+      end associate
+    end subroutine radial_terms
+
+    !> dge(e, :, f) += dG/dR(e) * r_e / R_e
+    subroutine add_radial(w, f, e0, e1, dgdr)
+      type(workspace), intent(inout) :: w
+      integer, intent(in) :: f, e0, e1
+      real(dp), intent(in) :: dgdr(:)
+      integer :: e, x
+      associate (order => w%order, sp => w%sp, block_start => w%block_start, r => w%r, &
+                 d => w%d, fc => w%fc, dfc => w%dfc, e4 => w%e4, e5 => w%e5, &
+                 tmp => w%tmp, dge => w%dge)
+      do x = 1, 3
+        do e = e0, e1
+          dge(e, x, f) = dge(e, x, f) + dgdr(e) * r(e, x) / d(e)
+        end do
+      end do
+      end associate
+    end subroutine add_radial
+
+    !> G4 and G5 over the unique pairs j < k of the species-sorted entries.
+    subroutine angular_terms(w, ic, nn)
+      type(workspace), intent(inout) :: w
+      integer, intent(in) :: ic, nn
+      integer :: u, j, s, k0, k1, p, b
+      associate (order => w%order, sp => w%sp, block_start => w%block_start, r => w%r, &
+                 d => w%d, fc => w%fc, dfc => w%dfc, e4 => w%e4, e5 => w%e5, &
+                 tmp => w%tmp, dge => w%dge)
+      do u = 1, size(a4%etas)
+        e4(1:nn, u) = exp(-a4%etas(u) * d(1:nn)**2)
+      end do
+      do u = 1, size(a5%etas)
+        e5(1:nn, u) = exp(-a5%etas(u) * d(1:nn)**2)
+      end do
+      do j = 1, nn - 1
+        do s = sp(j), nspecies
+          k0 = max(j + 1, block_start(s) + 1)
+          k1 = block_start(s + 1)
+          if (k1 < k0) cycle
+          p = (s * (s - 1)) / 2 + sp(j)    ! pair (sp(j) <= s), DScribe's order
+          b = nspecies * nrad + (p - 1) * nang
+          if (a4%n > 0) call angular_block(a4, .true., derivs, j, k0, k1 - k0 + 1, maxn, r, d, &
+                                           fc, dfc, e4, rc, ckind, cpar, ctab, nf, feat(:, ic), &
+                                           b, dge, w%scratch, w%powers)
+          if (a5%n > 0) call angular_block(a5, .false., derivs, j, k0, k1 - k0 + 1, maxn, r, d, &
+                                           fc, dfc, e5, rc, ckind, cpar, ctab, nf, feat(:, ic), &
+                                           b + a4%n, dge, w%scratch, w%powers)
+        end do
+      end do
+      end associate
+    end subroutine angular_terms
 
   end subroutine acsf_centres
 
-  !> zeta as an integer when it is one (1 <= zeta <= 64), else 0.
-  pure integer function integer_or_zero(zeta)
-    real(dp), intent(in) :: zeta
-    integer_or_zero = 0
-    if (zeta >= 1.0_dp .and. zeta <= 64.0_dp) then
-      if (abs(zeta - anint(zeta)) == 0.0_dp) integer_or_zero = nint(zeta)
+  !> The G4 (with_jk) or G5 functions of the species-sorted neighbour j with
+  !> neighbours k0 .. k0+m-1 (all of one species): adds to g(f0+1:f0+a%n) and,
+  !> with derivs, dG/dr of j and of each k to dge(:, :, f0+1:f0+a%n).
+  !> Explicit-shape arrays and k-innermost loops let the compiler vectorise.
+  pure subroutine angular_block(a, with_jk, derivs, j, k0, m, ld, r, d, fc, dfc, e, rc, ckind, &
+                                cpar, ctab, nf, g, f0, dge, scratch, powers)
+    type(angular_functions), intent(in) :: a
+    logical, intent(in) :: with_jk, derivs
+    integer, intent(in) :: j, k0, m, ld, ckind, nf, f0
+    real(dp), intent(in) :: r(ld, 3), d(ld), fc(ld), dfc(ld), e(ld, size(a%etas))
+    real(dp), intent(in) :: rc, cpar(:), ctab(:, :)
+    real(dp), intent(inout) :: g(nf), dge(ld, 3, nf)
+    ! work space from the caller (automatic arrays would be a malloc per call)
+    real(dp), intent(inout) :: scratch(ld, N_SCRATCH), powers(ld, 3, size(a%zl, 2))
+    real(dp) :: dj, dot, eta, zeta, lam, e2, e4
+    integer :: k, kk, q, u, x, f, z
+
+    associate (c => scratch(1:m, 1), rjk2 => scratch(1:m, 2), djk => scratch(1:m, 3), &
+               fcjk => scratch(1:m, 4), dfcjk => scratch(1:m, 5), eu => scratch(1:m, 6), &
+               wu => scratch(1:m, 7), ff => scratch(1:m, 8), dfj => scratch(1:m, 9), &
+               dfk => scratch(1:m, 10), dfjk => scratch(1:m, 11), pp => scratch(1:m, 12), &
+               cjj => scratch(1:m, 13), cjk => scratch(1:m, 14), ckk => scratch(1:m, 15), &
+               base => powers(1:m, 1, :), a1 => powers(1:m, 2, :), av => powers(1:m, 3, :))
+
+    dj = d(j)
+    do k = 1, m
+      kk = k0 + k - 1
+      dot = r(j, 1) * r(kk, 1) + r(j, 2) * r(kk, 2) + r(j, 3) * r(kk, 3)
+      rjk2(k) = max(dj * dj + d(kk) * d(kk) - 2.0_dp * dot, 0.0_dp)
+      c(k) = max(-1.0_dp, min(1.0_dp, dot / (dj * d(kk))))
+    end do
+    if (with_jk) then
+      djk = sqrt(rjk2)
+      call cutoff_array(ckind, djk, rc, cpar, ctab, fcjk, dfcjk, derivs)
+    else
+      djk = 1.0_dp; fcjk = 1.0_dp; dfcjk = 0.0_dp
     end if
-  end function integer_or_zero
+    do k = 1, m
+      ff(k) = fc(j) * fc(k0 + k - 1) * fcjk(k)
+    end do
+    ! (1 + lambda cos)^zeta once per distinct (zeta, lambda), shared by all etas
+    do z = 1, size(a%zl, 2)
+      call angular_power(a%zl(1, z), a%zl(2, z), c, base(:, z), a1(:, z))
+      av(:, z) = a1(:, z) * base(:, z)
+    end do
+    if (derivs) then
+      do k = 1, m
+        kk = k0 + k - 1
+        dfj(k) = dfc(j) * fc(kk) * fcjk(k) / dj
+        dfk(k) = fc(j) * dfc(kk) * fcjk(k) / d(kk)
+        dfjk(k) = fc(j) * fc(kk) * dfcjk(k) / djk(k)
+      end do
+    end if
+
+    do u = 1, size(a%etas)
+      ! radial factor exp(-eta (R_j^2 + R_k^2 [+ R_jk^2])) once per distinct eta
+      if (with_jk) then
+        eu = e(j, u) * e(k0:k0 + m - 1, u) * exp(-a%etas(u) * rjk2)
+      else
+        eu = e(j, u) * e(k0:k0 + m - 1, u)
+      end if
+      wu = eu * ff
+      do q = 1, a%n
+        if (a%ieta(q) /= u) cycle
+        z = a%izl(q)
+        f = f0 + q
+        g(f) = g(f) + a%pref(q) * sum(wu * av(:, z))
+        if (.not. derivs) cycle
+        eta = a%eta(q); zeta = a%zeta(q); lam = a%lam(q)
+        ! d/dr_j of the radial factor: -e4 eta r_j + e2 eta r_k
+        e2 = merge(2.0_dp * eta, 0.0_dp, with_jk)
+        e4 = merge(4.0_dp * eta, 2.0_dp * eta, with_jk)
+        do k = 1, m
+          kk = k0 + k - 1
+          pp(k) = a%pref(q) * eu(k)
+          cjk(k) = pp(k) * (zeta * lam * a1(k, z) * ff(k) / (dj * d(kk)) &
+                            + e2 * av(k, z) * ff(k) - av(k, z) * dfjk(k))
+          cjj(k) = pp(k) * (-zeta * lam * a1(k, z) * ff(k) * c(k) / (dj * dj) &
+                            - e4 * av(k, z) * ff(k) + av(k, z) * (dfj(k) + dfjk(k)))
+          ckk(k) = pp(k) * (-zeta * lam * a1(k, z) * ff(k) * c(k) / (d(kk) * d(kk)) &
+                            - e4 * av(k, z) * ff(k) + av(k, z) * (dfk(k) + dfjk(k)))
+        end do
+        ! dG/dr_j = cjj r_j + cjk r_k ;  dG/dr_k = cjk r_j + ckk r_k
+        do x = 1, 3
+          dge(j, x, f) = dge(j, x, f) + sum(cjj) * r(j, x) + sum(cjk * r(k0:k0 + m - 1, x))
+          do k = 1, m
+            kk = k0 + k - 1
+            dge(kk, x, f) = dge(kk, x, f) + cjk(k) * r(j, x) + ckk(k) * r(kk, x)
+          end do
+        end do
+      end do
+    end do
+    end associate
+  end subroutine angular_block
+
+  !> base = 1 + lam c and a1 = base**(zeta - 1), by repeated products for integer zeta
+  !> (exact, and finite at base = 0).
+  pure subroutine angular_power(zeta, lam, c, base, a1)
+    real(dp), intent(in) :: zeta, lam, c(:)
+    real(dp), intent(out) :: base(:), a1(:)
+    integer :: i
+    base = 1.0_dp + lam * c
+    if (zeta <= 64.0_dp .and. zeta == anint(zeta)) then
+      a1 = 1.0_dp
+      do i = 2, nint(zeta)
+        a1 = a1 * base
+      end do
+    else
+      a1 = base**(zeta - 1.0_dp)
+    end if
+  end subroutine angular_power
+
+  !> Hoist prefactors, integer zetas and distinct etas out of the pair loops.
+  function angular_set(g, pair_factor) result(a)
+    real(dp), intent(in) :: g(:, :), pair_factor
+    type(angular_functions) :: a
+    integer :: q, nu, nzl
+    real(dp) :: etas(size(g, 2)), zl(2, size(g, 2))
+    a%n = size(g, 2)
+    allocate (a%eta(a%n), a%zeta(a%n), a%lam(a%n), a%pref(a%n), a%ieta(a%n))
+    allocate (a%izl(a%n))
+    nu = 0
+    nzl = 0
+    do q = 1, a%n
+      a%eta(q) = g(1, q); a%zeta(q) = g(2, q); a%lam(q) = g(3, q)
+      a%pref(q) = pair_factor * 2.0_dp**(1.0_dp - a%zeta(q))
+      a%ieta(q) = findloc(etas(1:nu), a%eta(q), dim=1)
+      if (a%ieta(q) == 0) then
+        nu = nu + 1
+        etas(nu) = a%eta(q)
+        a%ieta(q) = nu
+      end if
+      a%izl(q) = 0
+      if (nzl > 0) a%izl(q) = findloc(zl(1, 1:nzl) == a%zeta(q) .and. zl(2, 1:nzl) == a%lam(q), &
+                                      .true., dim=1)
+      if (a%izl(q) == 0) then
+        nzl = nzl + 1
+        zl(:, nzl) = [a%zeta(q), a%lam(q)]
+        a%izl(q) = nzl
+      end if
+    end do
+    a%etas = etas(1:nu)
+    a%zl = zl(:, 1:nzl)
+  end function angular_set
 
 end module acsf_kernel

@@ -14,7 +14,7 @@ module atomdesc_cutoffs
   use, intrinsic :: iso_c_binding, only: c_double
   implicit none
   private
-  public :: dp, cutoff_value, CUTOFF_TABULATED, CUTOFF_COSINE, CUTOFF_TANH3, CUTOFF_POLYNOMIAL
+  public :: dp, cutoff_value, cutoff_array, CUTOFF_TABULATED, CUTOFF_COSINE, CUTOFF_TANH3, CUTOFF_POLYNOMIAL
 
   integer, parameter :: dp = c_double
   real(dp), parameter :: pi = 3.14159265358979323846264338327950288_dp
@@ -50,8 +50,51 @@ contains
     end select
   end subroutine cutoff_value
 
+  !> fc and dfc/dr for an array of distances: the kind is chosen once, so
+  !> the loops over r vectorise (cos, tanh and exp have SIMD versions).
+  pure subroutine cutoff_array(kind, r, rc, cpar, tab, fc, dfc, derivative)
+    integer, intent(in) :: kind
+    real(dp), intent(in) :: r(:), rc, cpar(:), tab(:, :)
+    real(dp), intent(out) :: fc(:), dfc(:)
+    logical, intent(in) :: derivative   ! .false.: dfc is not needed (left 0 for cosine)
+    integer :: i, order
+    real(dp) :: x, t
+
+    select case (kind)
+    case (CUTOFF_COSINE)
+      ! two loops: one loop with both would become a scalar sincos call
+      do i = 1, size(r)
+        x = min(r(i), rc) / rc
+        fc(i) = 0.5_dp * (cos(pi * x) + 1.0_dp)
+      end do
+      dfc(1:size(r)) = 0.0_dp
+      if (derivative) then
+        do i = 1, size(r)
+          x = min(r(i), rc) / rc
+          dfc(i) = -0.5_dp * pi / rc * sin(pi * x)
+        end do
+      end if
+    case (CUTOFF_TANH3)
+      do i = 1, size(r)
+        t = tanh(1.0_dp - min(r(i), rc) / rc)
+        fc(i) = t**3
+        dfc(i) = -3.0_dp * t**2 * (1.0_dp - t**2) / rc
+      end do
+    case (CUTOFF_POLYNOMIAL)
+      order = nint(cpar(1))
+      do i = 1, size(r)
+        call polynomial_cutoff(order, min(r(i), rc) / rc, fc(i), dfc(i))
+        dfc(i) = dfc(i) / rc
+      end do
+    case default
+      do i = 1, size(r)
+        call cutoff_value(kind, r(i), rc, cpar, tab, fc(i), dfc(i))
+      end do
+    end select
+  end subroutine cutoff_array
+
   !> n2p2's polynomial cutoffs: C^order smooth at x = 1, value 1 at x = 0.
-  pure subroutine polynomial_cutoff(order, x, fc, dfc)
+  pure elemental subroutine polynomial_cutoff(order, x, fc, dfc)
     integer, intent(in) :: order
     real(dp), intent(in) :: x
     real(dp), intent(out) :: fc, dfc

@@ -11,6 +11,7 @@
 module kernels
   use, intrinsic :: iso_c_binding, only: c_double, c_int
   use acsf_kernel, only: acsf_centres
+  use soap_kernel, only: soap_centres, soap_invariants_of
   implicit none
 
 contains
@@ -54,5 +55,65 @@ contains
                       want_grad .and. nslots > 0, want_strain .and. nsc > 0, nthreads, &
                       feat, grad, strain)
   end subroutine acsf
+
+
+  !> SOAP family: kind 0 = spherical expansion, 1 = power spectrum, 2 = bispectrum.
+  !> feat(nf, nc); grad(nf, 3, nslots); strain(nf, 3, 3, nsc), strain(f, y, x, i) =
+  !> dF_f(i) / d eps_xy. See soap.f90 for the radial table and the feature map.
+  subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
+                  centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, nchan, fmap, ffac, &
+                  ct_start, ct_m, ct_val, want_grad, want_strain, nthreads, nf, nslots, nsc, &
+                  feat, grad, strain, nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz)
+    !f2py threadsafe
+    !f2py integer intent(hide), depend(centre_slot) :: nc = len(centre_slot)
+    !f2py integer intent(hide), depend(dist) :: ne = len(dist)
+    !f2py integer intent(hide), depend(chan) :: nsp = len(chan)
+    !f2py integer intent(hide), depend(rtab) :: nfun = shape(rtab, 0)
+    !f2py integer intent(hide), depend(rtab) :: ntab = shape(rtab, 2)
+    !f2py integer intent(hide), depend(fmap) :: nmap = shape(fmap, 0)
+    !f2py integer intent(hide), depend(fmap) :: nfm = shape(fmap, 1)
+    !f2py integer intent(hide), depend(ct_start) :: nt1 = len(ct_start)
+    !f2py integer intent(hide), depend(ct_val) :: nnz = len(ct_val)
+    integer(c_int), intent(in) :: nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz, nf, nslots, nsc
+    integer(c_int), intent(in) :: kind, lmax, nmax, nchan, nthreads
+    integer(c_int), intent(in) :: nbr_start(nc + 1), nbr_species(ne), nbr_slot(ne)
+    integer(c_int), intent(in) :: centre_slot(nc), slot_start(nc + 1), centre_species(nc)
+    integer(c_int), intent(in) :: chan(nsp), fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
+    real(c_double), intent(in) :: vec(3, ne), dist(ne), sw(nsp), self_c(nmax)
+    real(c_double), intent(in) :: rtab(nfun, 2, ntab), rmax, ffac(nfm), ct_val(nnz)
+    logical, intent(in) :: want_grad, want_strain
+    real(c_double), intent(out) :: feat(nf, nc), grad(nf, 3, nslots), strain(nf, 3, 3, nsc)
+
+    call soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
+                      slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, &
+                      nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
+                      want_strain .and. nsc > 0, nthreads, feat, grad, strain)
+  end subroutine soap
+
+  !> Invariants (kind 1, 2) of given coefficients c(nlm, nmax, nchan) and their
+  !> derivatives from dc(nlm, nmax, nchan, 3, ns) and dcs(nlm, nmax, nchan, 3, 3).
+  subroutine soap_invariants(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
+                             want_grad, want_strain, nf, feat, grad, strain, &
+                             nlm, nmax, nchan, ns, nss, nmap, nfm, nt1, nnz)
+    !f2py threadsafe
+    !f2py integer intent(hide), depend(c) :: nlm = shape(c, 0)
+    !f2py integer intent(hide), depend(c) :: nmax = shape(c, 1)
+    !f2py integer intent(hide), depend(c) :: nchan = shape(c, 2)
+    !f2py integer intent(hide), depend(dc) :: ns = shape(dc, 4)
+    !f2py integer intent(hide), depend(dcs) :: nss = shape(dcs, 4)
+    !f2py integer intent(hide), depend(fmap) :: nmap = shape(fmap, 0)
+    !f2py integer intent(hide), depend(fmap) :: nfm = shape(fmap, 1)
+    !f2py integer intent(hide), depend(ct_start) :: nt1 = len(ct_start)
+    !f2py integer intent(hide), depend(ct_val) :: nnz = len(ct_val)
+    integer(c_int), intent(in) :: kind, nf, nlm, nmax, nchan, ns, nss, nmap, nfm, nt1, nnz
+    real(c_double), intent(in) :: c(nlm, nmax, nchan), dc(nlm, nmax, nchan, 3, ns)
+    real(c_double), intent(in) :: dcs(nlm, nmax, nchan, 3, nss), ffac(nfm), ct_val(nnz)
+    integer(c_int), intent(in) :: fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
+    logical, intent(in) :: want_grad, want_strain
+    real(c_double), intent(out) :: feat(nf), grad(nf, 3, ns), strain(nf, 3, 3)
+
+    call soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
+                            want_grad, want_strain .and. nss == 3, feat, grad, strain)
+  end subroutine soap_invariants
 
 end module kernels

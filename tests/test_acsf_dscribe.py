@@ -15,38 +15,27 @@ from ase import Atoms
 
 import atomdesc
 
-DATA = Path(__file__).parent / "data" / "dscribe_acsf.npz"
-
-
-def load_reference():
-    with np.load(DATA, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
-
-
-REFERENCE = load_reference()
-CASES = [str(name) for name in REFERENCE["case_names"]]
+DATA = Path(__file__).parent / "data" / "dscribe_acsf.json"
+REFERENCE = json.loads(DATA.read_text())
+CASES = {c["name"]: c for c in REFERENCE["cases"]}
 
 
 def case(name):
     """(atoms, hypers, centers, DScribe's features) of one stored case."""
-    atoms = Atoms(
-        numbers=REFERENCE[f"{name}/numbers"],
-        positions=REFERENCE[f"{name}/positions"],
-        cell=REFERENCE[f"{name}/cell"],
-        pbc=REFERENCE[f"{name}/pbc"],
-    )
-    hypers = json.loads(str(REFERENCE[f"{name}/hypers"]))
-    centers = hypers.pop("centers")
-    hypers.pop("periodic")  # atomdesc takes periodicity from atoms.pbc
-    return atoms, hypers, centers, REFERENCE[f"{name}/features"]
+    c = CASES[name]
+    atoms = Atoms(numbers=c["numbers"], positions=c["positions"], cell=c["cell"], pbc=c["pbc"])
+    # atomdesc takes periodicity from atoms.pbc; DScribe was given periodic=True
+    # exactly for the structures with a periodic axis.
+    assert c["periodic"] == any(c["pbc"])
+    return atoms, c["hypers"], c["centers"], np.array(c["features"])
 
 
 def test_reference_file_is_small_and_versioned():
     assert DATA.stat().st_size < 300_000
-    assert str(REFERENCE["dscribe_version"]).startswith("2.1")
+    assert REFERENCE["dscribe_version"].startswith("2.1")
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", list(CASES))
 def test_matches_dscribe(name):
     atoms, hypers, centers, expected = case(name)
     d = atomdesc.descriptor("acsf", **hypers)  # convention="dscribe" is the default
@@ -61,7 +50,7 @@ def test_matches_dscribe(name):
 
 def test_right_angle_triplet_closed_form():
     # SCIENCE.md 2.2: R_jk = 2 sqrt(2) > r_c, so G4 vanishes while G5 does not.
-    atoms, hypers, centers, expected = case("right_angle_triplet")
+    atoms, hypers, _, expected = case("right_angle_triplet")
     features = atomdesc.descriptor("acsf", **hypers).compute(atoms).features
     g1, g4, g5 = features[0]
     assert g1 == pytest.approx(0.3765101981412665, rel=1e-14)
@@ -74,13 +63,12 @@ def test_feature_labels_follow_dscribe_layout():
     """Per species [G1, G2.., G3..], then per species pair [G4.., G5..].
 
     The species and pair order is the one DScribe was probed to use (stored
-    under ``layout/``): species by atomic number, and pairs (a, b) with
-    a <= b ordered by b, then a (H-H, H-C, C-C, H-O, C-O, O-O).
+    under ``layout``): species by atomic number, and pairs (a, b) with a <= b
+    ordered by b, then a (H-H, H-C, C-C, H-O, C-O, O-O).
     """
-    species = [str(s) for s in REFERENCE["layout/species"]]
-    g1_species = [str(s) for s in REFERENCE["layout/g1_species"]]
-    g5_pairs = [str(p) for p in REFERENCE["layout/g5_pairs"]]
-    # The same layout as the comparison case below, with its parameter counts.
+    layout = REFERENCE["layout"]
+    species, g1_species, g5_pairs = layout["species"], layout["g1_species"], layout["g5_pairs"]
+    # The parameter counts of a stored three-species case.
     _, hypers, _, _ = case("molecule_CH3CH2OH")
     assert hypers["species"] == species
     n2, n3 = len(hypers["g2_params"]), len(hypers["g3_params"])

@@ -34,6 +34,7 @@ except PackageNotFoundError:  # pragma: no cover - running from an unusual layou
 
 __all__ = [
     "ACSF",
+    "Bispectrum",
     "CutoffFunction",
     "Descriptor",
     "DescriptorResult",
@@ -41,6 +42,8 @@ __all__ = [
     "FrameSource",
     "PluginLoadWarning",
     "RadialBasis",
+    "SOAP",
+    "SphericalExpansion",
     "System",
     "descriptor",
     "descriptor_from_hypers",
@@ -99,6 +102,10 @@ def __getattr__(name: str) -> Any:
         from .plugins.acsf import ACSF
 
         return ACSF
+    if name in ("SOAP", "SphericalExpansion", "Bispectrum"):
+        from .plugins import soap
+
+        return getattr(soap, name)
     if name in _LAZY:  # the dataset pipeline imports zarr: only when used
         import importlib
 

@@ -157,6 +157,41 @@ def _featurize_npz(args: argparse.Namespace, inputs: list[str], d: Any) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import atomdesc
+    from atomdesc.analysis import audit
+
+    d = atomdesc.descriptor(args.descriptor, **_load_hypers(args.hypers, args.descriptor))
+    ref = None
+    if args.reference:
+        ref = atomdesc.descriptor(args.reference, **_load_hypers(args.reference_hypers,
+                                                                 args.reference))
+    report = audit(d, args.output, quick=args.quick, reference=ref)
+    print(report.text)
+    print(f"report and figures in {args.output}")
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    import ase.io
+
+    import atomdesc
+    from atomdesc.analysis import classify
+
+    d = atomdesc.descriptor(args.descriptor, **_load_hypers(args.hypers, args.descriptor))
+    try:
+        atoms = ase.io.read(args.input, index=args.index)
+    except Exception as exc:
+        raise SystemExit(f"atomdesc: cannot read {args.input}: {exc}") from None
+    c = classify(d, atoms, args.center, mode="full" if args.full else "centered", rtol=args.rtol)
+    if args.json:
+        print(json.dumps(c.to_dict(), indent=2))
+    else:
+        print(c.sensitivity.summary())
+        print(c.summary())
+    return 0
+
+
 def cmd_example(args: argparse.Namespace) -> int:
     """The bundled example structures through the dataset pipeline (ACSF, with gradients)."""
     from .examples import ACSF_N2P2, STRUCTURES
@@ -220,6 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=":",
                    help="frames to read, ASE index syntax (.npz output only; default all)")
     p.set_defaults(func=cmd_featurize)
+
+    p = sub.add_parser("audit", help="score a descriptor on the six criteria (report + plots)")
+    p.add_argument("-d", "--descriptor", required=True, help="family name, e.g. acsf")
+    p.add_argument("--hypers", help="JSON file of hyper-parameters")
+    p.add_argument("-o", "--output", required=True, help="report directory")
+    p.add_argument("--quick", action="store_true", help="smaller grids and datasets")
+    p.add_argument("--reference", help="higher body-order family to classify null directions")
+    p.add_argument("--reference-hypers", help="JSON file of the reference's hyper-parameters")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("sensitivity", help="Jacobian singular values at one centre")
+    p.add_argument("input", help="structure file ASE can read")
+    p.add_argument("-d", "--descriptor", required=True, help="family name, e.g. acsf")
+    p.add_argument("--hypers", help="JSON file of hyper-parameters")
+    p.add_argument("--center", type=int, default=0, help="centre atom index (default 0)")
+    p.add_argument("--index", default="0", help="frame to read (ASE index, default 0)")
+    p.add_argument("--full", action="store_true", help="let the centre move too")
+    p.add_argument("--rtol", type=float, default=1e-8, help="relative rank tolerance")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("example", help="featurize the bundled example structures (ACSF)")
     p.add_argument("-o", "--output", default="atomdesc-example.zarr",

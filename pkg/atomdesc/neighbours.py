@@ -20,8 +20,8 @@ class Neighbours:
     Entries ``start[c]:start[c + 1]`` belong to ``centers[c]``; each entry has
     the neighbour's atom index, the vector ``r_j + shift - r_i`` and its
     length. A periodic image is an entry of its own (possibly of the centre
-    itself in a small cell). Entries are sorted by (atom, cell shift), so the
-    order never depends on the neighbour-list library's threading.
+    itself in a small cell). The order within a centre is vesin's
+    single-threaded order: fixed for a given input.
     """
 
     centers: np.ndarray  # (n_centers,) int64
@@ -50,13 +50,13 @@ def compute_neighbours(
         are closer than ``min_distance``.
     """
     _check_periodic_images(system, r_cut, min_distance)
-    calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=True, sorted=False)
+    # One vesin thread: its pair order is then fixed for a given input, so
+    # results never depend on threading (sorted=True groups pairs by centre).
+    calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=True, sorted=True,
+                                    n_threads=1)
     i, j, shifts, d, vectors = calculator.compute(
         system.positions, box_for_neighbour_list(system), system.pbc, quantities="ijSdD"
     )
-    i = i.astype(np.int64, copy=False)
-    j = j.astype(np.int64, copy=False)
-    shifts = shifts.astype(np.int64, copy=False)
     if len(d) and d.min() < min_distance:
         k = int(np.argmin(d))
         what = "its own periodic image" if i[k] == j[k] else f"atom {j[k]}"
@@ -64,10 +64,9 @@ def compute_neighbours(
             f"atom {i[k]} is {d[k]:.3g} Å from {what}, closer than min_distance="
             f"{min_distance} Å (overlapping atoms)"
         )
-    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
-    i, j, shifts, d, vectors = i[order], j[order], shifts[order], d[order], vectors[order]
-
     atom_start = np.searchsorted(i, np.arange(len(system) + 1))
+    if len(centers) == len(system) and (centers == np.arange(len(system))).all():
+        return Neighbours(centers, atom_start, j.astype(np.int64), vectors, d, shifts)
     counts = atom_start[centers + 1] - atom_start[centers]
     start = np.zeros(len(centers) + 1, dtype=np.int64)
     np.cumsum(counts, out=start[1:])
@@ -76,7 +75,7 @@ def compute_neighbours(
     return Neighbours(
         centers=centers,
         start=start,
-        atoms=j[take],
+        atoms=j[take].astype(np.int64),
         vectors=np.ascontiguousarray(vectors[take]),
         distances=d[take],
         shifts=shifts[take],
@@ -92,11 +91,11 @@ def _check_periodic_images(system: System, r_cut: float, min_distance: float) ->
     if not system.is_periodic:
         return
     box = box_for_neighbour_list(system)
-    volume = abs(np.linalg.det(box))
+    volume = abs(np.dot(box[0], np.cross(box[1], box[2])))
     images = 1.0
     for axis in np.flatnonzero(system.pbc):
         others = [box[a] for a in range(3) if a != axis]
-        height = volume / np.linalg.norm(np.cross(*others))
+        height = volume / np.sqrt((np.cross(*others) ** 2).sum())
         if height < min_distance:
             raise ValueError(
                 f"the cell is {height:.3g} Å thin along periodic axis {axis}: every atom overlaps "

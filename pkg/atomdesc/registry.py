@@ -17,7 +17,11 @@ from . import hookspecs
 hookimpl = pluggy.HookimplMarker("atomdesc")
 
 #: Built-in plugins, registered by import (as pytest does with its own).
-BUILTIN_PLUGINS: tuple[str, ...] = ("atomdesc.plugins.cutoffs", "atomdesc.plugins.acsf")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "atomdesc.plugins.cutoffs",
+    "atomdesc.plugins.acsf",
+    "atomdesc.plugins.soap",
+)
 
 #: Entry-point group scanned for third-party plugins.
 ENTRY_POINT_GROUP = "atomdesc"

@@ -78,16 +78,26 @@ class System:
 
 
 def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
-    """The lattice vectors along periodic axes must be independent and non-zero."""
+    """The lattice vectors along periodic axes must be independent and non-zero.
+
+    Written without LAPACK: a BLAS call here would wake OpenBLAS's thread pool,
+    which then competes with the kernels' OpenMP threads.
+    """
     periodic = cell[pbc]
     if len(periodic) == 0:
         return
-    lengths = np.linalg.norm(periodic, axis=1)
+    lengths = np.sqrt((periodic**2).sum(axis=1))
     if (lengths < 1e-8).any():
         axes = [int(a) for a in np.flatnonzero(pbc)[lengths < 1e-8]]
         raise ValueError(f"the cell vector along periodic axis {axes} is zero")
-    sv = np.linalg.svd(periodic / lengths[:, None], compute_uv=False)
-    if sv.min() < 1e-8:
+    unit = periodic / lengths[:, None]
+    if len(unit) == 3:
+        independence = abs(np.dot(unit[0], np.cross(unit[1], unit[2])))
+    elif len(unit) == 2:
+        independence = float(np.sqrt((np.cross(unit[0], unit[1]) ** 2).sum()))
+    else:
+        independence = 1.0
+    if independence < 1e-8:
         raise ValueError(
             "the cell is singular along its periodic axes (lattice vectors are linearly "
             "dependent)"
@@ -97,19 +107,24 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
 def box_for_neighbour_list(system: System) -> np.ndarray:
     """A full-rank box: vesin needs one even along non-periodic axes.
 
-    Non-periodic axes with a zero or dependent vector get a vector orthogonal
-    to the others; its length does not matter because nothing wraps there.
+    A non-periodic axis whose vector is zero or dependent on the others gets a
+    unit vector orthogonal to them; its length does not matter because
+    nothing wraps along it.
     """
-    cell = system.cell.copy()
     if not system.is_periodic:
         return np.zeros((3, 3))
+    cell = system.cell.copy()
     for axis in np.flatnonzero(~system.pbc):
         others = [cell[a] for a in range(3) if a != axis]
         normal = np.cross(*others)
-        if np.linalg.norm(normal) < 1e-8:  # the others are dependent: pick any orthogonal
-            ref = others[0] if np.linalg.norm(others[0]) > 1e-8 else others[1]
-            trial = np.eye(3)[np.argmin(np.abs(ref))]
-            normal = np.cross(ref, trial)
-        if abs(np.linalg.det(cell)) < 1e-8 * np.prod(np.linalg.norm(cell, axis=1) + 1e-300):
-            cell[axis] = normal / np.linalg.norm(normal)
+        if _norm(normal) < 1e-8:  # the others are dependent: any vector orthogonal to one
+            ref = others[0] if _norm(others[0]) > 1e-8 else others[1]
+            normal = np.cross(ref, np.eye(3)[np.argmin(np.abs(ref))])
+        volume = abs(np.dot(cell[0], np.cross(cell[1], cell[2])))
+        if volume < 1e-8 * np.prod([_norm(v) + 1e-300 for v in cell]):
+            cell[axis] = normal / _norm(normal)
     return cell
+
+
+def _norm(v: np.ndarray) -> float:
+    return float(np.sqrt((v * v).sum()))

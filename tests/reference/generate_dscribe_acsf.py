@@ -1,4 +1,4 @@
-"""Write DScribe's ACSF values for a fixed set of structures to ``tests/data/dscribe_acsf.npz``.
+"""Write DScribe's ACSF values for a fixed set of structures to ``tests/data/dscribe_acsf.json``.
 
 Run once, in an environment that has DScribe (never a dependency of atomdesc)::
 
@@ -7,15 +7,16 @@ Run once, in an environment that has DScribe (never a dependency of atomdesc)::
 Everything is deterministic (fixed seeds), so rerunning with the same DScribe
 version rewrites the same numbers. ``tests/test_acsf_dscribe.py`` reads the file.
 
-Layout of the file (all arrays, no pickles):
+Layout of the file (JSON; Python writes floats in their shortest exact form,
+so the numbers read back bit for bit):
 
 * ``dscribe_version``, ``ase_version``: the versions that made the numbers.
-* ``case_names``: the cases, in order.
-* for each case ``<name>/``: ``positions`` (n, 3), ``numbers`` (n,), ``cell`` (3, 3),
-  ``pbc`` (3,), ``hypers`` (a JSON string: species, r_cut, g2..g5 params, centers
-  or null, periodic), ``features`` (n_centers, n_features) as DScribe returns them.
-* ``layout/...``: where DScribe puts each species and species pair (see
-  :func:`probe_layout`), found by probing, not by reading DScribe's code.
+* ``layout``: where DScribe puts each species and species pair (see
+  :func:`probe_layout`), found by probing DScribe, not by reading its code.
+* ``cases``: one object per line with ``name``, ``positions`` (n, 3), ``numbers``,
+  ``cell`` (3, 3), ``pbc``, ``periodic`` (what DScribe was given), ``hypers``
+  (species, r_cut, g2..g5 params), ``centers`` (null for all atoms) and
+  ``features`` (n_centers, n_features) as DScribe returns them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
 from dscribe.descriptors import ACSF
 
-OUTPUT = Path(__file__).resolve().parents[1] / "data" / "dscribe_acsf.npz"
+OUTPUT = Path(__file__).resolve().parents[1] / "data" / "dscribe_acsf.json"
 
 # Parameter sets: several of each function, zeta integer (1, 2, 4, 16) and
 # non-integer (2.5), lambda of both signs.
@@ -153,18 +154,14 @@ def probe_layout():
     assert all(g5[(a, b)] == g5[(b, a)] for a, b in g5)  # unordered pairs
     pairs = sorted({tuple(sorted(p, key=species.index)) for p in g5}, key=lambda p: g5[p])
     return {
-        "layout/species": np.array(species),
-        "layout/g1_species": np.array(sorted(species, key=g1.get)),
-        "layout/g5_pairs": np.array([f"{a}-{b}" for a, b in pairs]),
+        "species": species,
+        "g1_species": sorted(species, key=g1.get),
+        "g5_pairs": [f"{a}-{b}" for a, b in pairs],
     }
 
 
 def main():
-    data = {
-        "dscribe_version": np.array(version("dscribe")),
-        "ase_version": np.array(version("ase")),
-    }
-    names = []
+    cases = []
     for name, atoms, hypers, centers in structures():
         if atoms.pbc.any():
             # DScribe adds ceil(r_cut / height) image cells per axis, which is
@@ -173,25 +170,39 @@ def main():
         features = dscribe_features(atoms, hypers, centers)
         if not np.isfinite(features).all():
             raise RuntimeError(f"DScribe returned NaN or inf for {name}")
-        stored = dict(hypers, centers=centers, periodic=bool(atoms.pbc.any()))
-        data.update({
-            f"{name}/positions": atoms.positions,
-            f"{name}/numbers": atoms.numbers,
-            f"{name}/cell": atoms.cell[:],
-            f"{name}/pbc": atoms.pbc,
-            f"{name}/hypers": np.array(json.dumps(stored)),
-            f"{name}/features": features,
+        cases.append({
+            "name": name,
+            "positions": atoms.positions.tolist(),
+            "numbers": atoms.numbers.tolist(),
+            "cell": atoms.cell[:].tolist(),
+            "pbc": atoms.pbc.tolist(),
+            "periodic": bool(atoms.pbc.any()),
+            "hypers": hypers,
+            "centers": centers,
+            "features": features.tolist(),
         })
-        names.append(name)
         print(f"{name:28s} {len(atoms):3d} atoms  features {features.shape}")
-    data["case_names"] = np.array(names)
-    data.update(probe_layout())
-    print("G5 pair order:", data["layout/g5_pairs"].tolist())
+    layout = probe_layout()
+    print("G5 pair order:", layout["g5_pairs"])
 
+    data = {"dscribe_version": version("dscribe"), "ase_version": version("ase"),
+            "layout": layout, "cases": cases}
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUTPUT, **data)
+    write_json(OUTPUT, data)
     print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size / 1024:.0f} kB)")
 
+
+def write_json(path, data):
+    """``data`` as JSON with one case per line: readable, and diffs stay small."""
+
+    def compact(value):
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+    header = compact({k: v for k, v in data.items() if k != "cases"})
+    cases = ",\n".join(compact(case) for case in data["cases"])
+    text = header[:-1] + ',"cases":[\n' + cases + "\n]}\n"
+    assert json.loads(text) == data  # floats round-trip exactly
+    path.write_text(text)
 
 if __name__ == "__main__":
     main()

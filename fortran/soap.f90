@@ -1,0 +1,453 @@
+! The SOAP family (SCIENCE.md 1, 2.4): expansion of the neighbour density of
+! each centre in radial functions times real spherical harmonics, and the
+! rotation invariants built from it (power spectrum, bispectrum), with
+! analytic derivatives with respect to positions and homogeneous strain.
+!
+! Input is the CSR neighbour list of the ACSF kernel (acsf.f90): entries
+! nbr_start(i)+1 .. nbr_start(i+1) belong to centre i, with the vector
+! r_ij = r_j - r_i (periodic images are entries of their own), the species
+! (1-based) and the gradient slot. Centres own disjoint slots, so results do
+! not depend on the number of threads.
+!
+! Radial part: the Python side tabulates every radial function
+!     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
+! as a cubic Hermite spline of values and derivatives on [0, rmax]
+! (rtab(f, 1, k) = R, rtab(f, 2, k) = dR/dr, f = n + nmax * l), so any basis,
+! cutoff or weighting runs through the same code.
+!
+! Angular part: real orthonormal spherical harmonics Y_lm (no Condon-Shortley
+! phase), index lm = l*l + l + m + 1, from the polynomial form
+!     Y_lm = sqrt(2) N_lm Q_l^m(z) Re/Im (x + i y)^|m|
+! with Q_l^m the m-th derivative of the Legendre polynomial P_l, computed by
+! the standard stable three-term recursions; their gradients follow from
+! d Q_l^m / dz = Q_l^(m+1) and d (x + i y)^m = m (x + i y)^(m-1) (dx + i dy).
+!
+! Coefficients of a centre: c(lm, n, a), a the channel (species, or a single
+! channel with species compression). Invariants are described by a feature
+! map built in Python (plugins/soap.py), one column per feature:
+!   power spectrum  fmap(1:5, f) = (a1, n1, a2, n2, l),
+!                   p_f = ffac(f) sum_m c(lm, n1, a1) c(lm, n2, a2)
+!   bispectrum      fmap(1:10, f) = (a1, n1, l1, a2, n2, l2, a3, n3, l3, t),
+!                   b_f = ffac(f) sum_k T_t(k) c(m1_k, n1, a1) c(m2_k, n2, a2) c(m3_k, n3, a3)
+!   where T_t is a sparse real coupling tensor (ct_start, ct_m, ct_val).
+module soap_kernel
+  use, intrinsic :: iso_c_binding, only: c_int
+  use atomdesc_cutoffs, only: dp
+  implicit none
+  private
+  public :: soap_centres, soap_invariants_of, KIND_EXPANSION, KIND_POWER, KIND_BISPECTRUM
+
+  integer, parameter :: KIND_EXPANSION = 0, KIND_POWER = 1, KIND_BISPECTRUM = 2
+  real(dp), parameter :: pi = 3.14159265358979323846264338327950288_dp
+
+contains
+
+  !> Normalisation sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!), times sqrt(2) for m > 0.
+  subroutine ylm_norms(lmax, nrm)
+    integer, intent(in) :: lmax
+    real(dp), intent(out) :: nrm(0:lmax, 0:lmax)
+    integer :: l, m, k
+    real(dp) :: ratio
+    nrm = 0.0_dp
+    do l = 0, lmax
+      do m = 0, l
+        ratio = 1.0_dp
+        do k = l - m + 1, l + m
+          ratio = ratio / real(k, dp)
+        end do
+        nrm(l, m) = sqrt(real(2 * l + 1, dp) / (4.0_dp * pi) * ratio)
+        if (m > 0) nrm(l, m) = nrm(l, m) * sqrt(2.0_dp)
+      end do
+    end do
+  end subroutine ylm_norms
+
+  !> Real Y_lm(u) for a unit vector u and, if grad, the gradient of the
+  !> polynomial form with respect to u (not yet projected on the sphere).
+  pure subroutine ylm_real(lmax, nrm, u, grad, y, dy, q, cm, sm)
+    integer, intent(in) :: lmax
+    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), u(3)
+    logical, intent(in) :: grad
+    real(dp), intent(out) :: y(:), dy(:, :)
+    real(dp), intent(inout) :: q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax)
+    integer :: l, m, i0
+    real(dp) :: z, dfact, a
+
+    z = u(3)
+    cm(0) = 1.0_dp
+    sm(0) = 0.0_dp
+    do m = 1, lmax
+      cm(m) = u(1) * cm(m - 1) - u(2) * sm(m - 1)
+      sm(m) = u(1) * sm(m - 1) + u(2) * cm(m - 1)
+    end do
+    ! Q_l^m(z) = d^m P_l / dz^m, zero for m > l
+    q = 0.0_dp
+    dfact = 1.0_dp
+    do m = 0, lmax
+      if (m > 0) dfact = dfact * real(2 * m - 1, dp)
+      q(m, m) = dfact
+      if (m + 1 <= lmax) q(m + 1, m) = real(2 * m + 1, dp) * z * dfact
+      do l = m + 2, lmax
+        q(l, m) = (real(2 * l - 1, dp) * z * q(l - 1, m) - real(l + m - 1, dp) * q(l - 2, m)) &
+                  / real(l - m, dp)
+      end do
+    end do
+    do l = 0, lmax
+      i0 = l * l + l + 1
+      y(i0) = nrm(l, 0) * q(l, 0)
+      do m = 1, l
+        a = nrm(l, m) * q(l, m)
+        y(i0 + m) = a * cm(m)
+        y(i0 - m) = a * sm(m)
+      end do
+    end do
+    if (.not. grad) return
+    do l = 0, lmax
+      i0 = l * l + l + 1
+      dy(1, i0) = 0.0_dp
+      dy(2, i0) = 0.0_dp
+      dy(3, i0) = nrm(l, 0) * q(l, 1)
+      do m = 1, l
+        a = nrm(l, m) * q(l, m)
+        ! d cos-part: dC_m/dx = m C_(m-1), dC_m/dy = -m S_(m-1)
+        dy(1, i0 + m) = a * real(m, dp) * cm(m - 1)
+        dy(2, i0 + m) = -a * real(m, dp) * sm(m - 1)
+        dy(3, i0 + m) = nrm(l, m) * q(l, m + 1) * cm(m)
+        ! d sin-part: dS_m/dx = m S_(m-1), dS_m/dy = m C_(m-1)
+        dy(1, i0 - m) = a * real(m, dp) * sm(m - 1)
+        dy(2, i0 - m) = a * real(m, dp) * cm(m - 1)
+        dy(3, i0 - m) = nrm(l, m) * q(l, m + 1) * sm(m)
+      end do
+    end do
+  end subroutine ylm_real
+
+  !> All radial functions and their derivatives at r (cubic Hermite spline).
+  pure subroutine radial_values(r, rmax, tab, f, df)
+    real(dp), intent(in) :: r, rmax, tab(:, :, :)
+    real(dp), intent(out) :: f(:), df(:)
+    integer :: i, n
+    real(dp) :: h, s, t, h00, h10, h01, h11, g00, g10, g01, g11
+    n = size(tab, 3)
+    h = rmax / real(n - 1, dp)
+    s = r / h
+    i = min(int(s), n - 2)
+    t = s - real(i, dp)
+    i = i + 1
+    h00 = (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2
+    h10 = t * (1.0_dp - t)**2 * h
+    h01 = t * t * (3.0_dp - 2.0_dp * t)
+    h11 = t * t * (t - 1.0_dp) * h
+    g00 = 6.0_dp * t * (t - 1.0_dp) / h
+    g10 = 3.0_dp * t * t - 4.0_dp * t + 1.0_dp
+    g01 = -g00
+    g11 = 3.0_dp * t * t - 2.0_dp * t
+    f = h00 * tab(:, 1, i) + h10 * tab(:, 2, i) + h01 * tab(:, 1, i + 1) + h11 * tab(:, 2, i + 1)
+    df = g00 * tab(:, 1, i) + g10 * tab(:, 2, i) + g01 * tab(:, 1, i + 1) + g11 * tab(:, 2, i + 1)
+  end subroutine radial_values
+
+  !> Invariant features of one set of coefficients c(nlm, nmax, nchan).
+  pure subroutine invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, out)
+    integer, intent(in) :: kind
+    real(dp), intent(in) :: c(:, :, :), ffac(:), ct_val(:)
+    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(out) :: out(:)
+    integer :: f, l, lo, hi, k, t, o1, o2, o3
+    real(dp) :: s
+    do f = 1, size(out)
+      if (kind == KIND_POWER) then
+        l = fmap(5, f)
+        lo = l * l + 1
+        hi = lo + 2 * l
+        out(f) = ffac(f) * dot_product(c(lo:hi, fmap(2, f), fmap(1, f)), &
+                                       c(lo:hi, fmap(4, f), fmap(3, f)))
+      else
+        t = fmap(10, f)
+        o1 = fmap(3, f)**2
+        o2 = fmap(6, f)**2
+        o3 = fmap(9, f)**2
+        s = 0.0_dp
+        do k = ct_start(t) + 1, ct_start(t + 1)
+          s = s + ct_val(k) * c(o1 + ct_m(1, k), fmap(2, f), fmap(1, f)) &
+                  * c(o2 + ct_m(2, k), fmap(5, f), fmap(4, f)) &
+                  * c(o3 + ct_m(3, k), fmap(8, f), fmap(7, f))
+        end do
+        out(f) = ffac(f) * s
+      end if
+    end do
+  end subroutine invariant_values
+
+  !> Derivatives dF(f, x) of the invariants along three directions dc(:, :, x)
+  !> of the coefficients of channel a only (the other channels fixed).
+  pure subroutine invariant_derivs(kind, c, dc, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
+    integer, intent(in) :: kind, a
+    real(dp), intent(in) :: c(:, :, :), dc(:, :, :), ffac(:), ct_val(:)
+    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(out) :: dF(:, :)
+    integer :: f, l, lo, hi, k, t, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, i1, i2, i3
+    real(dp) :: s(3), c1, c2, c3, v
+    do f = 1, size(dF, 1)
+      if (kind == KIND_POWER) then
+        a1 = fmap(1, f)
+        a2 = fmap(3, f)
+        if (a1 /= a .and. a2 /= a) then
+          dF(f, :) = 0.0_dp
+          cycle
+        end if
+        l = fmap(5, f)
+        lo = l * l + 1
+        hi = lo + 2 * l
+        n1 = fmap(2, f)
+        n2 = fmap(4, f)
+        do x = 1, 3
+          v = 0.0_dp
+          if (a1 == a) v = v + dot_product(dc(lo:hi, n1, x), c(lo:hi, n2, a2))
+          if (a2 == a) v = v + dot_product(c(lo:hi, n1, a1), dc(lo:hi, n2, x))
+          dF(f, x) = ffac(f) * v
+        end do
+      else
+        a1 = fmap(1, f)
+        a2 = fmap(4, f)
+        a3 = fmap(7, f)
+        if (a1 /= a .and. a2 /= a .and. a3 /= a) then
+          dF(f, :) = 0.0_dp
+          cycle
+        end if
+        n1 = fmap(2, f)
+        n2 = fmap(5, f)
+        n3 = fmap(8, f)
+        o1 = fmap(3, f)**2
+        o2 = fmap(6, f)**2
+        o3 = fmap(9, f)**2
+        t = fmap(10, f)
+        s = 0.0_dp
+        do k = ct_start(t) + 1, ct_start(t + 1)
+          i1 = o1 + ct_m(1, k)
+          i2 = o2 + ct_m(2, k)
+          i3 = o3 + ct_m(3, k)
+          c1 = c(i1, n1, a1)
+          c2 = c(i2, n2, a2)
+          c3 = c(i3, n3, a3)
+          v = ct_val(k)
+          if (a1 == a) s = s + v * c2 * c3 * dc(i1, n1, :)
+          if (a2 == a) s = s + v * c1 * c3 * dc(i2, n2, :)
+          if (a3 == a) s = s + v * c1 * c2 * dc(i3, n3, :)
+        end do
+        dF(f, :) = ffac(f) * s
+      end if
+    end do
+  end subroutine invariant_derivs
+
+  subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
+                          slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
+                          nmax, nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
+                          want_strain, nthreads, feat, grad, strain)
+    !$ use omp_lib, only: omp_get_max_threads
+    integer, intent(in) :: kind, lmax, nmax, nchan, nthreads
+    integer(c_int), intent(in) :: nbr_start(:), nbr_species(:), nbr_slot(:), centre_slot(:)
+    integer(c_int), intent(in) :: slot_start(:), centre_species(:), chan(:)
+    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(in) :: vec(:, :), dist(:), sw(:), self_c(:), rtab(:, :, :), rmax
+    real(dp), intent(in) :: ffac(:), ct_val(:)
+    logical, intent(in) :: want_grad, want_strain
+    real(dp), intent(inout) :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
+
+    integer :: nc, nlm, nfun, nf, maxn, nt, ic
+    real(dp), allocatable :: nrm(:, :)
+
+    nc = size(centre_slot)
+    if (nc == 0) return
+    nlm = (lmax + 1)**2
+    nfun = nmax * (lmax + 1)
+    nf = size(feat, 1)
+    maxn = max(1, maxval(nbr_start(2:nc + 1) - nbr_start(1:nc)))
+    allocate (nrm(0:lmax, 0:lmax))
+    call ylm_norms(lmax, nrm)
+
+    nt = nthreads
+    if (nt <= 0) then
+      nt = 1
+      !$ nt = omp_get_max_threads()
+    end if
+
+    !$omp parallel num_threads(nt) default(shared) private(ic)
+    block
+      real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), dy(:, :)
+      real(dp), allocatable :: q(:, :), cm(:), sm(:), dF(:, :)
+      integer, allocatable :: echan(:)
+      logical :: derivs
+      derivs = want_grad .or. want_strain
+      allocate (c(nlm, nmax, nchan), rf(nfun), drf(nfun), y(nlm), dy(3, nlm))
+      allocate (q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax), echan(maxn))
+      if (derivs) then
+        allocate (dce(nlm, nmax, 3, maxn))
+        if (kind /= KIND_EXPANSION) then
+          allocate (dF(nf, 3))
+        else
+          allocate (dF(1, 1))
+        end if
+      else
+        allocate (dce(1, 1, 1, 1), dF(1, 1))
+      end if
+      !$omp do schedule(dynamic, 4)
+      do ic = 1, nc
+        call one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
+      end do
+      !$omp end do
+    end block
+    !$omp end parallel
+
+  contains
+
+    subroutine one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
+      integer, intent(in) :: ic
+      logical, intent(in) :: derivs
+      real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), dy(:, :)
+      real(dp), intent(inout) :: q(0:, 0:), cm(0:), sm(0:), dF(:, :)
+      integer, intent(inout) :: echan(:)
+      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off
+      real(dp) :: r, u(3), w, g(3), ug, rv(3)
+
+      s0 = nbr_start(ic)
+      nn = nbr_start(ic + 1) - s0
+      c = 0.0_dp
+      ! the centre's own density: l = 0 only, constant
+      cs = centre_species(ic)
+      c(1, :, chan(cs)) = sw(cs) * self_c
+
+      do e = 1, nn
+        r = dist(s0 + e)
+        a = chan(nbr_species(s0 + e))
+        echan(e) = a
+        if (r >= rmax) then
+          echan(e) = 0
+          cycle
+        end if
+        w = sw(nbr_species(s0 + e))
+        u = vec(:, s0 + e) / r
+        call radial_values(r, rmax, rtab, rf, drf)
+        call ylm_real(lmax, nrm, u, derivs, y, dy, q, cm, sm)
+        do l = 0, lmax
+          off = nmax * l
+          do m = -l, l
+            lm = l * l + l + m + 1
+            do n = 1, nmax
+              c(lm, n, a) = c(lm, n, a) + w * rf(off + n) * y(lm)
+            end do
+          end do
+        end do
+        if (derivs) then
+          do l = 0, lmax
+            off = nmax * l
+            do m = -l, l
+              lm = l * l + l + m + 1
+              ug = dot_product(u, dy(:, lm))
+              g = (dy(:, lm) - ug * u) / r
+              do x = 1, 3
+                do n = 1, nmax
+                  dce(lm, n, x, e) = w * (drf(off + n) * u(x) * y(lm) + rf(off + n) * g(x))
+                end do
+              end do
+            end do
+          end do
+        end if
+      end do
+
+      if (kind == KIND_EXPANSION) then
+        feat(:, ic) = reshape(c, [nf])
+      else
+        call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic))
+      end if
+      if (.not. derivs) return
+
+      if (want_grad) then
+        do slot = slot_start(ic) + 1, slot_start(ic + 1)
+          grad(:, :, slot) = 0.0_dp
+        end do
+      end if
+      if (want_strain) strain(:, :, :, ic) = 0.0_dp
+
+      do e = 1, nn
+        a = echan(e)
+        if (a == 0) cycle
+        rv = vec(:, s0 + e)
+        if (kind == KIND_EXPANSION) then
+          ! d c(:, :, a) / d r_e: one channel block of the flattened features
+          off = nlm * nmax * (a - 1)
+          do x = 1, 3
+            if (want_grad) then
+              slot = nbr_slot(s0 + e)
+              grad(off + 1:off + nlm * nmax, x, slot) = grad(off + 1:off + nlm * nmax, x, slot) &
+                + reshape(dce(:, :, x, e), [nlm * nmax])
+              slot = centre_slot(ic)
+              grad(off + 1:off + nlm * nmax, x, slot) = grad(off + 1:off + nlm * nmax, x, slot) &
+                - reshape(dce(:, :, x, e), [nlm * nmax])
+            end if
+            if (want_strain) then
+              do yy = 1, 3
+                strain(off + 1:off + nlm * nmax, yy, x, ic) = &
+                  strain(off + 1:off + nlm * nmax, yy, x, ic) &
+                  + reshape(dce(:, :, x, e), [nlm * nmax]) * rv(yy)
+              end do
+            end if
+          end do
+        else
+          call invariant_derivs(kind, c, dce(:, :, :, e), a, fmap, ffac, ct_start, ct_m, &
+                                ct_val, dF)
+          if (want_grad) then
+            slot = nbr_slot(s0 + e)
+            grad(:, :, slot) = grad(:, :, slot) + dF
+            slot = centre_slot(ic)
+            grad(:, :, slot) = grad(:, :, slot) - dF
+          end if
+          if (want_strain) then
+            ! d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic)
+            do x = 1, 3
+              do yy = 1, 3
+                strain(:, yy, x, ic) = strain(:, yy, x, ic) + dF(:, x) * rv(yy)
+              end do
+            end do
+          end if
+        end if
+      end do
+    end subroutine one_centre
+
+  end subroutine soap_centres
+
+  !> Invariants of given coefficients c(nlm, nmax, nchan) (e.g. averaged over
+  !> centres) with their derivatives: dc(:, :, :, x, s) = dc / dr_s,x of slot
+  !> s, dcs(:, :, :, x, y) = dc / d eps_xy. Gives feat(nf), grad(nf, 3, ns),
+  !> strain(nf, y, x) = dF / d eps_xy.
+  subroutine soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
+                                want_grad, want_strain, feat, grad, strain)
+    integer, intent(in) :: kind
+    real(dp), intent(in) :: c(:, :, :), dc(:, :, :, :, :), dcs(:, :, :, :, :)
+    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(in) :: ffac(:), ct_val(:)
+    logical, intent(in) :: want_grad, want_strain
+    real(dp), intent(out) :: feat(:), grad(:, :, :), strain(:, :, :)
+    real(dp), allocatable :: dF(:, :), d3(:, :, :)
+    integer :: s, a, y
+    call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat)
+    allocate (dF(size(feat), 3), d3(size(c, 1), size(c, 2), 3))
+    if (want_grad) then
+      grad = 0.0_dp
+      do s = 1, size(dc, 5)
+        do a = 1, size(c, 3)
+          d3 = dc(:, :, a, :, s)
+          call invariant_derivs(kind, c, d3, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
+          grad(:, :, s) = grad(:, :, s) + dF
+        end do
+      end do
+    end if
+    if (want_strain) then
+      strain = 0.0_dp
+      do y = 1, 3
+        do a = 1, size(c, 3)
+          d3 = dcs(:, :, a, :, y)
+          call invariant_derivs(kind, c, d3, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
+          strain(:, y, :) = strain(:, y, :) + dF
+        end do
+      end do
+    end if
+  end subroutine soap_invariants_of
+
+end module soap_kernel

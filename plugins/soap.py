@@ -1,0 +1,810 @@
+"""The SOAP families (``fortran/soap.f90``): spherical expansion, power spectrum, bispectrum.
+
+All three share one expansion of the neighbour density of each centre,
+``c^a_nlm = sum_{j in a} w(r_ij) f_c(r_ij) I_nl(r_ij) Y_lm(r_ij)``, in real
+spherical harmonics and a radial basis from the registry (SCIENCE.md 1, 2.4).
+The radial functions (cutoff, weighting and Gaussian-density radial integral
+included) run in Fortran through a spline table checked to a relative 1e-8.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from atomdesc import _kernels
+from atomdesc.cutoffs import CutoffFunction, parse_cutoff_spec
+from atomdesc.descriptor import Descriptor, normalise_species, positive_float
+from atomdesc.kernel_inputs import KernelNeighbours
+from atomdesc.radial import RadialBasis, gaussian_radial_integral, lowdin, radial_table
+from atomdesc.registry import get_registry, hookimpl
+from atomdesc.result import DescriptorResult
+
+#: DScribe's decay threshold of the density: atoms up to r_cut + sigma sqrt(-2 ln 1e-3).
+DSCRIBE_THRESHOLD = 1e-3
+#: Largest l_max (the Y_lm recursions are stable far beyond; this bounds table sizes).
+L_MAX_LIMIT = 20
+#: Relative accuracy of the radial spline tables (the issue asks for <= 1e-8;
+#: the margin keeps features within 1e-8 of DScribe and featomic).
+TABLE_RTOL = 1e-10
+CONVENTIONS = ("atomdesc", "dscribe", "featomic")
+COMPRESSIONS = ("off", "mu2", "crossover")
+AVERAGES = ("off", "inner", "outer")
+
+
+# ------------------------------------------------------------------ radial bases
+
+
+class GTOBasis(RadialBasis):
+    """DScribe's l-dependent Gaussian-type orbitals, Löwdin-orthonormalised on [0, inf).
+
+    ``g_nl(r) = sum_k beta_lnk r^l exp(-alpha_kl r^2)`` with
+    ``alpha_kl = -ln(1e-3 / a_k^l) / a_k^2``, ``a = linspace(1, r_cut, n_max)``.
+    The Gaussian-density radial integral has a closed form.
+    """
+
+    name = "gto"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from scipy.special import gamma
+
+        if self.r_cut <= 1.0:
+            raise ValueError("the gto radial basis needs r_cut > 1 Å")
+        a = np.linspace(1.0, self.r_cut, self.n_max)
+        self.alphas = np.zeros((self.l_max + 1, self.n_max))
+        self.betas = np.zeros((self.l_max + 1, self.n_max, self.n_max))
+        for l in range(self.l_max + 1):
+            alpha = -np.log(DSCRIBE_THRESHOLD / a**l) / a**2
+            m = alpha[:, None] + alpha[None, :]
+            overlap = 0.5 * gamma(l + 1.5) * m ** (-l - 1.5)
+            self.alphas[l] = alpha
+            self.betas[l] = lowdin(overlap)
+
+    @property
+    def support(self) -> float:
+        return np.inf
+
+    def evaluate(self, r):
+        r = np.asarray(r, dtype=np.float64)
+        values = np.zeros((self.l_max + 1, self.n_max, len(r)))
+        derivs = np.zeros_like(values)
+        for l in range(self.l_max + 1):
+            prim = r[None, :] ** l * np.exp(-self.alphas[l][:, None] * r[None, :] ** 2)
+            dprim = (
+                (l * r[None, :] ** max(l - 1, 0) if l > 0 else 0.0)
+                * np.exp(-self.alphas[l][:, None] * r[None, :] ** 2)
+                - 2 * self.alphas[l][:, None] * r[None, :] * prim
+            )
+            values[l] = self.betas[l] @ prim
+            derivs[l] = self.betas[l] @ dprim
+        return values, derivs
+
+    def radial_integral(self, r, sigma):
+        # int_0^inf x^(2+l) e^(-a x^2) i_l(c x) dx = sqrt(pi) / 2^(l+2) c^l a^-(l+3/2) e^(c^2/4a)
+        eta = 0.5 / sigma**2
+        r = np.asarray(r, dtype=np.float64)
+        values = np.zeros((self.l_max + 1, self.n_max, len(r)))
+        derivs = np.zeros_like(values)
+        for l in range(self.l_max + 1):
+            a = self.alphas[l] + eta
+            pref = 4 * np.pi * np.sqrt(np.pi) / 2 ** (l + 2) * (2 * eta) ** l * a ** (-(l + 1.5))
+            k = self.alphas[l] * eta / a
+            e = np.exp(-k[:, None] * r[None, :] ** 2)
+            prim = pref[:, None] * r[None, :] ** l * e
+            dprim = pref[:, None] * (
+                (l * r[None, :] ** (l - 1) if l > 0 else 0.0) * e
+                - 2 * k[:, None] * r[None, :] ** (l + 1) * e
+            )
+            values[l] = self.betas[l] @ prim
+            derivs[l] = self.betas[l] @ dprim
+        return values, derivs
+
+
+class FeatomicGTOBasis(RadialBasis):
+    """featomic's (librascal's) l-independent GTO basis, Löwdin-orthonormalised on [0, inf).
+
+    ``R_n(r) ∝ r^n exp(-r^2 / 2 sigma_n^2)``, ``sigma_n = r_cut max(sqrt(n), 1) / n_max``,
+    n = 0 .. n_max - 1 (featomic's ``max_radial`` is n_max - 1).
+    """
+
+    name = "gto_featomic"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from scipy.special import gamma
+
+        n = np.arange(self.n_max)
+        self.widths = self.r_cut * np.maximum(np.sqrt(n), 1.0) / self.n_max
+        self.norms = np.sqrt(2.0 / (self.widths ** (2 * n + 3) * gamma(n + 1.5)))
+        b = 0.5 / self.widths[:, None] ** 2 + 0.5 / self.widths[None, :] ** 2
+        p = (n[:, None] + n[None, :] + 3) / 2.0
+        overlap = self.norms[:, None] * self.norms[None, :] * 0.5 * gamma(p) * b ** (-p)
+        self.coefficients = lowdin(overlap)
+
+    @property
+    def support(self) -> float:
+        return np.inf
+
+    def evaluate(self, r):
+        r = np.asarray(r, dtype=np.float64)
+        n = np.arange(self.n_max)[:, None]
+        e = np.exp(-0.5 * r[None, :] ** 2 / self.widths[:, None] ** 2)
+        prim = self.norms[:, None] * r[None, :] ** n * e
+        rn1 = np.where(n > 0, r[None, :] ** np.maximum(n - 1, 0), 0.0)
+        dprim = self.norms[:, None] * (n * rn1 * e - r[None, :] / self.widths[:, None] ** 2 * r[None, :] ** n * e)
+        values = self.coefficients @ prim
+        derivs = self.coefficients @ dprim
+        return (
+            np.broadcast_to(values, (self.l_max + 1, *values.shape)),
+            np.broadcast_to(derivs, (self.l_max + 1, *derivs.shape)),
+        )
+
+
+class PolynomialBasis(RadialBasis):
+    """Bartók's polynomials ``(r_cut - r)^(k+2)``, k = 1 .. n_max, Löwdin-orthonormalised on [0, r_cut]."""
+
+    name = "polynomial"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        k = np.arange(1, self.n_max + 1, dtype=np.float64)
+        s = k[:, None] + k[None, :]
+        overlap = 2 * self.r_cut ** (7 + s) / ((5 + s) * (6 + s) * (7 + s))
+        self.coefficients = lowdin(overlap)
+        self.powers = k + 2
+
+    def evaluate(self, r):
+        r = np.asarray(r, dtype=np.float64)
+        x = np.clip(self.r_cut - r, 0.0, None)[None, :]
+        p = self.powers[:, None]
+        values = self.coefficients @ x**p
+        derivs = self.coefficients @ (-p * x ** (p - 1))
+        return (
+            np.broadcast_to(values, (self.l_max + 1, *values.shape)),
+            np.broadcast_to(derivs, (self.l_max + 1, *derivs.shape)),
+        )
+
+
+class ShiftedCosineCutoff(CutoffFunction):
+    """1 up to r_cut - width, then (1 + cos(pi (r - r_cut + width) / width)) / 2 (featomic's)."""
+
+    name = "shifted_cosine"
+    parameters = ("width",)
+
+    def __init__(self, r_cut, **params):
+        super().__init__(r_cut, **params)
+        self.width = positive_float(self.params.get("width", 0.5), "shifted_cosine width")
+        if self.width > self.r_cut:
+            raise ValueError("shifted_cosine width must not exceed r_cut")
+
+    @property
+    def breakpoints(self) -> tuple[float, ...]:
+        """Where the function is only C1 (radial tables put a grid node there)."""
+        return (self.r_cut - self.width,)
+
+    def evaluate(self, r):
+        r = np.asarray(r, dtype=np.float64)
+        x = np.clip((r - self.r_cut + self.width) / self.width, 0.0, 1.0)
+        return 0.5 * (1 + np.cos(np.pi * x)), -0.5 * np.pi / self.width * np.sin(np.pi * x)
+
+
+# ------------------------------------------------------------------ weighting
+
+
+def _weighting_function(weighting: dict[str, Any]):
+    """DScribe's radial weighting w(r) (``poly``, ``pow``, ``exp``) with its derivative."""
+    name = weighting["function"]
+    r0, c = weighting["r0"], weighting["c"]
+    if name == "poly":
+        m = weighting["m"]
+
+        def f(r):
+            x = np.minimum(r / r0, 1.0)
+            base = 1 + 2 * x**3 - 3 * x**2
+            value = c * base**m
+            deriv = c * m * base ** max(m - 1, 0) * (6 * x**2 - 6 * x) / r0 if m > 0 else 0 * r
+            return np.where(r <= r0, value, 0.0), np.where(r <= r0, deriv, 0.0)
+    elif name == "pow":
+        d, m = weighting["d"], weighting["m"]
+
+        def f(r):
+            x = r / r0
+            den = d + x**m
+            return c / den, -c * m * x ** (m - 1) / r0 / den**2
+    else:  # exp
+        d = weighting["d"]
+
+        def f(r):
+            e = np.exp(-r / r0)
+            return c / (d + e), c * e / r0 / (d + e) ** 2
+    return f
+
+
+def _check_weighting(weighting: Any) -> dict[str, Any] | None:
+    if weighting is None:
+        return None
+    if not isinstance(weighting, dict):
+        raise ValueError(f"weighting must be a dict or None, got {weighting!r}")
+    w = dict(weighting)
+    allowed = {"function", "r0", "c", "d", "m", "w0", "threshold"}
+    unknown = set(w) - allowed
+    if unknown:
+        raise ValueError(f"weighting has unknown key(s) {sorted(unknown)}")
+    if "w0" in w:
+        w0 = float(w["w0"])
+        if not np.isfinite(w0) or w0 < 0:
+            raise ValueError("weighting w0 must be >= 0")
+        w["w0"] = w0
+    if "function" not in w:
+        return w
+    if w["function"] not in ("poly", "pow", "exp"):
+        raise ValueError(f"weighting function must be 'poly', 'pow' or 'exp', got {w['function']!r}")
+    need = {"poly": ("r0", "c", "m"), "pow": ("r0", "c", "d", "m"), "exp": ("r0", "c", "d")}
+    for key in need[w["function"]]:
+        if key not in w:
+            raise ValueError(f"weighting {w['function']!r} needs {key!r}")
+        value = float(w[key])
+        if not np.isfinite(value) or value < 0 or (key == "r0" and value == 0):
+            raise ValueError(f"weighting {key} must be a finite number {'> 0' if key == 'r0' else '>= 0'}")
+        w[key] = value
+    w.pop("threshold", None)
+    return w
+
+
+# ------------------------------------------------------------------ spherical harmonics
+
+
+def real_ylm(l_max: int, u: np.ndarray) -> np.ndarray:
+    """Real orthonormal Y_lm of unit vectors u (n, 3) as in ``fortran/soap.f90``: (n, (l_max+1)^2)."""
+    u = np.atleast_2d(u)
+    x, y, z = u[:, 0], u[:, 1], u[:, 2]
+    cm = [np.ones_like(x)]
+    sm = [np.zeros_like(x)]
+    for m in range(1, l_max + 1):
+        cm.append(x * cm[-1] - y * sm[-1])
+        sm.append(x * sm[m - 1] + y * cm[m - 1])
+    q = {}
+    dfact = 1.0
+    for m in range(l_max + 1):
+        if m > 0:
+            dfact *= 2 * m - 1
+        q[m, m] = np.full_like(z, dfact)
+        if m + 1 <= l_max:
+            q[m + 1, m] = (2 * m + 1) * z * dfact
+        for l in range(m + 2, l_max + 1):
+            q[l, m] = ((2 * l - 1) * z * q[l - 1, m] - (l + m - 1) * q[l - 2, m]) / (l - m)
+    out = np.zeros((len(u), (l_max + 1) ** 2))
+    for l in range(l_max + 1):
+        i0 = l * l + l
+        for m in range(l + 1):
+            nrm = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m) / math.factorial(l + m))
+            if m == 0:
+                out[:, i0] = nrm * q[l, 0]
+            else:
+                out[:, i0 + m] = math.sqrt(2) * nrm * q[l, m] * cm[m]
+                out[:, i0 - m] = math.sqrt(2) * nrm * q[l, m] * sm[m]
+    return out
+
+
+def _wigner_3j(j1: int, j2: int, j3: int, m1: int, m2: int, m3: int) -> float:
+    """Wigner 3j symbol (Racah's formula, exact integer arithmetic)."""
+    if m1 + m2 + m3 != 0 or abs(m1) > j1 or abs(m2) > j2 or abs(m3) > j3:
+        return 0.0
+    if j3 < abs(j1 - j2) or j3 > j1 + j2:
+        return 0.0
+    f = math.factorial
+    tri = f(j1 + j2 - j3) * f(j1 - j2 + j3) * f(-j1 + j2 + j3) / f(j1 + j2 + j3 + 1)
+    pre = tri * f(j1 + m1) * f(j1 - m1) * f(j2 + m2) * f(j2 - m2) * f(j3 + m3) * f(j3 - m3)
+    total = 0
+    for k in range(0, j1 + j2 + j3 + 1):
+        args = (k, j1 + j2 - j3 - k, j1 - m1 - k, j2 + m2 - k, j3 - j2 + m1 + k, j3 - j1 - m2 + k)
+        if min(args) < 0:
+            continue
+        den = 1
+        for a in args:
+            den *= f(a)
+        total += (-1) ** k / den
+    return (-1) ** (j1 - j2 - m3) * math.sqrt(pre) * total
+
+
+@functools.cache
+def _real_from_complex(l: int) -> np.ndarray:
+    """U with real Y_l = U @ complex Y_l (scipy's convention, Condon-Shortley phase)."""
+    from scipy.special import sph_harm_y
+
+    rng = np.random.default_rng(12345 + l)
+    u = rng.normal(size=(4 * (2 * l + 1), 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    theta = np.arccos(np.clip(u[:, 2], -1, 1))
+    phi = np.arctan2(u[:, 1], u[:, 0])
+    yc = np.array([sph_harm_y(l, m, theta, phi) for m in range(-l, l + 1)])
+    yr = real_ylm(l, u)[:, l * l:(l + 1) ** 2].T
+    return yr @ np.linalg.pinv(yc)
+
+
+@functools.cache
+def coupling_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
+    """The real rotation-invariant tensor T[m1, m2, m3] of l1 ⊗ l2 ⊗ l3 (unit norm).
+
+    Built from the Wigner 3j symbols and the change of basis to the real Y_lm
+    of the kernels; it is real for even l1 + l2 + l3 (a scalar) and the
+    imaginary part is taken for odd (a pseudoscalar).
+    """
+    w = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
+    for i, m1 in enumerate(range(-l1, l1 + 1)):
+        for j, m2 in enumerate(range(-l2, l2 + 1)):
+            m3 = -m1 - m2
+            if abs(m3) <= l3:
+                w[i, j, m3 + l3] = _wigner_3j(l1, l2, l3, m1, m2, m3)
+    v1, v2, v3 = (np.linalg.inv(_real_from_complex(l)) for l in (l1, l2, l3))
+    t = np.einsum("abc,ai,bj,ck->ijk", w, v1, v2, v3)
+    part = t.real if (l1 + l2 + l3) % 2 == 0 else t.imag
+    part[np.abs(part) < 1e-13] = 0.0
+    return part / np.linalg.norm(part)
+
+
+# ------------------------------------------------------------------ the families
+
+
+def _table_cache_key(*args: Any) -> str:
+    return json.dumps(args, sort_keys=True, default=str)
+
+
+class _DensityExpansion(Descriptor):
+    """Shared set-up of the three SOAP families (hyper-parameters, radial table, channels)."""
+
+    kind: int = 0
+
+    def __init__(
+        self,
+        *,
+        species: list[str | int],
+        r_cut: float,
+        n_max: int,
+        l_max: int,
+        sigma: float = 0.5,
+        rbf: str = "gto",
+        cutoff: str | dict[str, Any] | None = None,
+        weighting: dict[str, Any] | None = None,
+        center_atom_weight: float | None = None,
+        compression: str | dict[str, Any] = "off",
+        average: str = "off",
+        convention: str = "atomdesc",
+    ) -> None:
+        self.species = normalise_species(species)
+        self.r_cut = positive_float(r_cut, "r_cut")
+        if isinstance(n_max, bool) or not isinstance(n_max, (int, np.integer)) or n_max < 1:
+            raise ValueError(f"n_max must be an integer >= 1, got {n_max!r}")
+        if isinstance(l_max, bool) or not isinstance(l_max, (int, np.integer)) or not 0 <= l_max <= L_MAX_LIMIT:
+            raise ValueError(f"l_max must be an integer between 0 and {L_MAX_LIMIT}, got {l_max!r}")
+        self.n_max, self.l_max = int(n_max), int(l_max)
+        self.sigma = positive_float(sigma, "sigma")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {list(CONVENTIONS)}, got {convention!r}")
+        self.convention = convention
+        if average not in AVERAGES:
+            raise ValueError(f"average must be one of {list(AVERAGES)}, got {average!r}")
+        self.average = average
+        self._set_compression(compression)
+        self.weighting = _check_weighting(weighting)
+        if center_atom_weight is not None:
+            center_atom_weight = float(center_atom_weight)
+            if not np.isfinite(center_atom_weight) or center_atom_weight < 0:
+                raise ValueError("center_atom_weight must be a finite number >= 0")
+        self.center_atom_weight = center_atom_weight
+
+        # radial basis
+        if not isinstance(rbf, str):
+            raise ValueError(f"rbf must be the name of a radial basis, got {rbf!r}")
+        self.rbf = rbf
+        basis_name = "gto_featomic" if (convention == "featomic" and rbf == "gto") else rbf
+        basis_class = get_registry().radial_basis(basis_name).obj
+        self.basis = basis_class(n_max=self.n_max, l_max=self.l_max, r_cut=self.r_cut)
+
+        # cutoff: None means the convention's default
+        if cutoff is None:
+            cutoff = "none" if convention == "dscribe" else {"name": "shifted_cosine", "width": 0.5}
+        if cutoff == "none":
+            self.cutoff: CutoffFunction | None = None
+        else:
+            if convention == "dscribe":
+                raise ValueError("convention='dscribe' has no cutoff function: use cutoff=None")
+            name, params = parse_cutoff_spec(cutoff)
+            self.cutoff = get_registry().cutoff(name).obj(self.r_cut, **params)
+
+        if self.cutoff is not None:
+            self.r_max = self.r_cut
+        else:  # DScribe: the Gaussian density decays to 1e-3 at the padded radius
+            self.r_max = self.r_cut + self.sigma * math.sqrt(-2 * math.log(DSCRIBE_THRESHOLD))
+            if self.weighting and self.weighting.get("function") == "poly":
+                self.r_max = min(self.r_max, self.weighting["r0"])
+        self._density_norm = (math.pi * self.sigma**2) ** -0.75 if convention == "featomic" else 1.0
+        self._build_tables()
+        self._build_feature_map()
+
+    # ------------------------------------------------------------ set-up
+
+    def _set_compression(self, compression: Any) -> None:
+        weights = None
+        if isinstance(compression, dict):
+            unknown = set(compression) - {"mode", "species_weighting"}
+            if unknown:
+                raise ValueError(f"compression has unknown key(s) {sorted(unknown)}")
+            mode = compression.get("mode", "off")
+            weights = compression.get("species_weighting")
+        else:
+            mode = compression
+        if mode not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {mode!r}")
+        self.compression = mode
+        sw = np.ones(len(self.species))
+        if weights is not None:
+            if not isinstance(weights, dict):
+                raise ValueError("compression species_weighting must be a dict {species: weight}")
+            by_number = {}
+            for key, value in weights.items():
+                z = atomic_numbers.get(key) if isinstance(key, str) else int(key)
+                by_number[z] = float(value)
+            for i, s in enumerate(self.species):
+                if atomic_numbers[s] not in by_number:
+                    raise ValueError(f"compression species_weighting has no weight for {s!r}")
+                sw[i] = by_number[atomic_numbers[s]]
+        self.species_weighting = None if weights is None else {s: float(w) for s, w in zip(self.species, sw)}
+        self._sw = sw
+        ns = len(self.species)
+        if mode == "mu2":
+            self._chan = np.ones(ns, dtype=np.int32)
+            self.n_channels = 1
+        else:
+            self._chan = np.arange(1, ns + 1, dtype=np.int32)
+            self.n_channels = ns
+
+    def _radial_functions(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i, di = gaussian_radial_integral(self.basis, r, self.sigma)
+        f = np.ones_like(r)
+        df = np.zeros_like(r)
+        if self.cutoff is not None:
+            f, df = self.cutoff.evaluate(r)
+            f = np.where(r < self.r_cut, f, 0.0)
+            df = np.where(r < self.r_cut, df, 0.0)
+        if self.weighting and "function" in self.weighting:
+            w, dw = _weighting_function(self.weighting)(r)
+            f, df = f * w, df * w + f * dw
+        value = self._density_norm * i * f
+        deriv = self._density_norm * (di * f + i * df)
+        return value, deriv
+
+    def _build_tables(self) -> None:
+        key = _table_cache_key(self._table_hypers())
+        cached = _TABLES.get(key)
+        if cached is None:
+            breaks = tuple(getattr(self.cutoff, "breakpoints", ()))
+            table = radial_table(self._radial_functions, self.r_max, breakpoints=breaks,
+                                 rtol=TABLE_RTOL)
+            i0, _ = gaussian_radial_integral(self.basis, np.zeros(1), self.sigma)
+            self_c = self._density_norm * i0[0, :, 0] / math.sqrt(4 * math.pi)
+            cached = (table, self_c)
+            if len(_TABLES) > 64:
+                _TABLES.clear()
+            _TABLES[key] = cached
+        self._rtab, self._self_c_unit = cached
+        if self.center_atom_weight is not None:
+            w0 = self.center_atom_weight
+        elif self.weighting and "w0" in self.weighting:
+            w0 = self.weighting["w0"]
+        elif self.weighting and "function" in self.weighting:
+            w0 = float(_weighting_function(self.weighting)(np.zeros(1))[0][0])
+        else:
+            w0 = 1.0
+        self._self_c = self._self_c_unit * w0
+
+    def _table_hypers(self) -> dict[str, Any]:
+        h = self.hypers
+        for k in ("family", "species", "compression", "average", "center_atom_weight"):
+            h.pop(k, None)
+        h["basis_class"] = f"{type(self.basis).__module__}.{type(self.basis).__qualname__}"
+        return h
+
+    def _build_feature_map(self) -> None:
+        self._fmap = np.zeros((1, 10), dtype=np.int32)
+        self._ffac = np.zeros(1)
+        self._ct_start = np.zeros(2, dtype=np.int32)
+        self._ct_m = np.ones((1, 3), dtype=np.int32)
+        self._ct_val = np.zeros(1)
+        self._labels: tuple[tuple[Any, ...], ...] = ()
+
+    def _channel_names(self) -> list[str]:
+        return ["*"] if self.compression == "mu2" else list(self.species)
+
+    # ------------------------------------------------------------ metadata
+
+    @property
+    def hypers(self) -> dict[str, Any]:
+        compression: Any = self.compression
+        if self.species_weighting is not None:
+            compression = {"mode": self.compression, "species_weighting": self.species_weighting}
+        return {
+            "family": self.name,
+            "species": list(self.species),
+            "r_cut": self.r_cut,
+            "n_max": self.n_max,
+            "l_max": self.l_max,
+            "sigma": self.sigma,
+            "rbf": self.rbf,
+            "cutoff": "none" if self.cutoff is None else self.cutoff.hypers(),
+            "weighting": self.weighting,
+            "center_atom_weight": self.center_atom_weight,
+            "compression": compression,
+            "average": self.average,
+            "convention": self.convention,
+        }
+
+    @property
+    def feature_labels(self) -> tuple[tuple[Any, ...], ...]:
+        return self._labels
+
+    @property
+    def n_features(self) -> int:
+        return len(self._labels)
+
+    # ------------------------------------------------------------ computation
+
+    def _kernel(self, kind, system, centers, gradients, strain_gradients, n_threads, n_features):
+        nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients)
+        lookup = {atomic_numbers[s]: i + 1 for i, s in enumerate(self.species)}
+        centre_species = np.array([lookup[z] for z in system.numbers[centers]], dtype=np.int32)
+        vectors, distances, species, entry_slot = nb.vectors, nb.distances, nb.species, nb.entry_slot
+        if len(distances) == 0:  # f2py cannot pass empty arrays; nbr_start keeps these unread
+            vectors, distances = np.zeros((1, 3)), np.ones(1)
+            species, entry_slot = np.ones(1, np.int32), np.ones(1, np.int32)
+        feat, grad, strain = _kernels.kernels.soap(
+            kind, nb.start, vectors.T, distances, species, entry_slot,
+            nb.center_slot, nb.slot_start, centre_species, self._chan, self._sw,
+            self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
+            self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
+            gradients, strain_gradients, n_threads,
+            n_features, nb.n_slots, len(centers) if strain_gradients else 0,
+        )
+        return DescriptorResult(
+            features=feat.T,
+            centers=centers,
+            n_atoms=len(system),
+            gradient_pairs=nb.pairs if gradients else None,
+            gradient_values=grad.T if gradients else None,
+            strain_gradients=strain.T if strain_gradients else None,
+        )
+
+    def compute_system(self, system, centers, *, gradients, strain_gradients, n_threads):
+        n_coeffs = (self.l_max + 1) ** 2 * self.n_max * self.n_channels
+        if self.kind == 0 or self.average == "inner":
+            result = self._kernel(0, system, centers, gradients, strain_gradients, n_threads, n_coeffs)
+            if self.kind == 0:
+                if self.average != "off":
+                    result = result.reduce("mean")
+            else:
+                result = self._invariants_of_mean(result.reduce("mean"), gradients, strain_gradients)
+        else:
+            result = self._kernel(self.kind, system, centers, gradients, strain_gradients,
+                                  n_threads, self.n_features)
+            if self.average == "outer":
+                result = result.reduce("mean")
+        result.feature_labels = self.feature_labels
+        return result
+
+    def _invariants_of_mean(self, mean: DescriptorResult, gradients, strain_gradients):
+        nlm = (self.l_max + 1) ** 2
+        shape = (self.n_channels, self.n_max, nlm)
+        c = mean.features[0].reshape(shape)
+        if gradients:
+            dc = mean.gradient_values.reshape(-1, 3, *shape)
+        else:
+            dc = np.zeros((0, 3, *shape))
+        if strain_gradients:
+            dcs = np.ascontiguousarray(mean.strain_gradients[0].reshape(3, 3, *shape).transpose(1, 0, 2, 3, 4))
+        else:
+            dcs = np.zeros((1, 3, *shape))
+        feat, grad, strain = _kernels.kernels.soap_invariants(
+            self.kind, c.T, dc.T, dcs.T, self._fmap.T, self._ffac, self._ct_start,
+            self._ct_m.T, self._ct_val, gradients, strain_gradients, self.n_features,
+        )
+        return DescriptorResult(
+            features=feat[None, :].copy(),
+            centers=mean.centers,
+            n_atoms=mean.n_atoms,
+            gradient_pairs=mean.gradient_pairs,
+            gradient_values=grad.T.copy() if gradients else None,
+            strain_gradients=strain.T[None].copy() if strain_gradients else None,
+        )
+
+
+_TABLES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+class SphericalExpansion(_DensityExpansion):
+    """Density coefficients c(a, n, l, m) of each centre (the equivariant ν = 1 building block).
+
+    Columns: for each channel a (species by atomic number, or ``*`` with
+    ``compression="mu2"``), for each n, for each (l, m) with m = -l..l.
+    Real Y_lm without the Condon-Shortley phase. ``average`` ("inner" or
+    "outer", the same here) gives the mean over centres.
+    See :class:`SOAP` for the parameters.
+    """
+
+    name = "spherical_expansion"
+    kind = 0
+    feature_label_names = ("species", "n", "l", "m")
+
+    def _build_feature_map(self) -> None:
+        super()._build_feature_map()
+        self._labels = tuple(
+            (a, n, l, m)
+            for a in self._channel_names()
+            for n in range(self.n_max)
+            for l in range(self.l_max + 1)
+            for m in range(-l, l + 1)
+        )
+
+
+class SOAP(_DensityExpansion):
+    """The SOAP power spectrum (Bartók, Kondor, Csányi, PRB 87, 184115 (2013)).
+
+    ``p(a n, a' n', l) = k_l s sum_m c^a_nlm c^a'_n'lm``, with
+    ``c^a_nlm = sum_{j in a} w(r_ij) f_c(r_ij) I_nl(r_ij) Y_lm(r_ij)`` (plus the
+    centre's own density), ``I_nl`` the Gaussian-density radial integral.
+
+    Parameters
+    ----------
+    species : elements that may appear (symbols or atomic numbers).
+    r_cut : cutoff radius in Å.
+    n_max : number of radial functions (>= 1; featomic's max_radial + 1).
+    l_max : largest angular momentum (0 .. 20).
+    sigma : width of the Gaussian density (Å).
+    rbf : radial basis name: ``"gto"`` (DScribe's l-dependent GTO; featomic's
+        l-independent one with ``convention="featomic"``), ``"gto_featomic"``,
+        ``"polynomial"``, or any basis registered by a plugin.
+    cutoff : smoothing cutoff: a registered cutoff name or dict (default
+        ``{"name": "shifted_cosine", "width": 0.5}``), or ``"none"`` for a hard
+        cut at ``r_cut + sigma sqrt(-2 ln 1e-3)`` (DScribe; the default with
+        ``convention="dscribe"``).
+    weighting : DScribe's radial weighting ``{"function": "poly"|"pow"|"exp", ...}``
+        (and/or ``"w0"``, the centre-atom weight).
+    center_atom_weight : weight of the centre's own density (default 1, or
+        ``weighting["w0"]``, or the weighting function at 0).
+    compression : ``"off"``, ``"mu2"`` (one element-agnostic channel) or
+        ``"crossover"`` (same-species pairs only); or ``{"mode": ...,
+        "species_weighting": {species: weight}}``.
+    average : ``"off"``, ``"inner"`` (power spectrum of the mean coefficients)
+        or ``"outer"`` (mean of the power spectra); derivatives stay exact.
+    convention : ``"atomdesc"`` (k_l = 1/sqrt(2l+1), s = sqrt(2) off the
+        diagonal, unique (a n) <= (a' n')), ``"dscribe"`` (DScribe 2.1's values
+        and column order) or ``"featomic"`` (featomic's SoapPowerSpectrum:
+        normalised density, k_l = (-1)^l/sqrt(2l+1), every (n, n')).
+    """
+
+    name = "soap"
+    kind = 1
+    feature_label_names = ("species_1", "n_1", "species_2", "n_2", "l")
+
+    def _build_feature_map(self) -> None:
+        super()._build_feature_map()
+        channels = self._channel_names()
+        rows, facs, labels = [], [], []
+        nc = len(channels)
+        for a1 in range(nc):
+            for a2 in range(a1, nc):
+                if self.compression == "crossover" and a1 != a2:
+                    continue
+                for l in range(self.l_max + 1):
+                    for n1 in range(self.n_max):
+                        first = n1 if (a1 == a2 and self.convention != "featomic") else 0
+                        for n2 in range(first, self.n_max):
+                            if self.convention == "dscribe":
+                                fac = math.pi * math.sqrt(8.0 / (2 * l + 1))
+                            elif self.convention == "featomic":
+                                fac = (-1) ** l / math.sqrt(2 * l + 1) * (math.sqrt(2) if a1 != a2 else 1.0)
+                            else:
+                                fac = 1 / math.sqrt(2 * l + 1) * (math.sqrt(2) if (a1, n1) != (a2, n2) else 1.0)
+                            rows.append((a1 + 1, n1 + 1, a2 + 1, n2 + 1, l, 0, 0, 0, 0, 0))
+                            facs.append(fac)
+                            labels.append((channels[a1], n1, channels[a2], n2, l))
+        self._fmap = np.array(rows, dtype=np.int32).reshape(-1, 10)
+        self._ffac = np.array(facs)
+        self._labels = tuple(labels)
+
+
+class Bispectrum(_DensityExpansion):
+    """ν = 3 invariants of the density coefficients (SCIENCE.md 1, 2.4).
+
+    ``b = sum_{m1 m2 m3} T^{l1 l2 l3}_{m1 m2 m3} c^a1_n1l1m1 c^a2_n2l2m2 c^a3_n3l3m3``
+    with T the real rotation-invariant coupling tensor (the Wigner 3j symbols
+    in the real Y_lm basis, unit norm). One column per unordered triple of
+    (l, a, n) "orbitals" with l1 <= l2 <= l3 <= l1 + l2. With
+    ``parity="even"`` (default) only even l1 + l2 + l3 (O(3) invariants);
+    ``parity="all"`` adds the odd ones (pseudoscalars, which change sign under
+    reflection). Other parameters as :class:`SOAP` (``convention`` only
+    changes the radial basis, density and cutoff defaults).
+    """
+
+    name = "bispectrum"
+    kind = 2
+    feature_label_names = ("species_1", "n_1", "l_1", "species_2", "n_2", "l_2",
+                           "species_3", "n_3", "l_3")
+
+    def __init__(self, *, parity: str = "even", **kwargs: Any) -> None:
+        if parity not in ("even", "all"):
+            raise ValueError(f"parity must be 'even' or 'all', got {parity!r}")
+        self.parity = parity
+        super().__init__(**kwargs)
+
+    @property
+    def hypers(self) -> dict[str, Any]:
+        h = super().hypers
+        h["parity"] = self.parity
+        return h
+
+    def _build_feature_map(self) -> None:
+        super()._build_feature_map()
+        channels = self._channel_names()
+        nc = len(channels)
+        tensors: dict[tuple[int, int, int], int] = {}
+        starts, ms, vals = [0], [], []
+        rows, labels = [], []
+        for l1 in range(self.l_max + 1):
+            for l2 in range(l1, self.l_max + 1):
+                for l3 in range(l2, min(l1 + l2, self.l_max) + 1):
+                    odd = (l1 + l2 + l3) % 2 == 1
+                    if odd and self.parity == "even":
+                        continue
+                    key = (l1, l2, l3)
+                    t = coupling_tensor(*key)
+                    if not np.any(t):
+                        continue
+                    if key not in tensors:
+                        nz = np.argwhere(t != 0)
+                        ms.extend((nz + 1).tolist())
+                        vals.extend(t[tuple(nz.T)].tolist())
+                        starts.append(len(vals))
+                        tensors[key] = len(starts) - 1
+                    orbitals = [(a, n) for a in range(nc) for n in range(self.n_max)]
+                    for o1 in orbitals:
+                        for o2 in orbitals:
+                            if l1 == l2 and o2 < o1:
+                                continue
+                            for o3 in orbitals:
+                                if l2 == l3 and o3 < o2:
+                                    continue
+                                if self.compression == "crossover" and not (o1[0] == o2[0] == o3[0]):
+                                    continue
+                                if odd and ((l1 == l2 and o1 == o2) or (l2 == l3 and o2 == o3)):
+                                    continue  # identically zero
+                                rows.append((o1[0] + 1, o1[1] + 1, l1, o2[0] + 1, o2[1] + 1, l2,
+                                             o3[0] + 1, o3[1] + 1, l3, tensors[key]))
+                                labels.append((channels[o1[0]], o1[1], l1, channels[o2[0]], o2[1], l2,
+                                               channels[o3[0]], o3[1], l3))
+        self._fmap = np.array(rows, dtype=np.int32).reshape(-1, 10)
+        self._ffac = np.ones(len(rows))
+        self._ct_start = np.array(starts, dtype=np.int32)
+        self._ct_m = np.array(ms, dtype=np.int32).reshape(-1, 3) if ms else np.ones((1, 3), np.int32)
+        self._ct_val = np.array(vals) if vals else np.zeros(1)
+        self._labels = tuple(labels)
+
+
+@hookimpl
+def atomdesc_families():
+    return [SphericalExpansion, SOAP, Bispectrum]
+
+
+@hookimpl
+def atomdesc_radial_bases():
+    return [GTOBasis, FeatomicGTOBasis, PolynomialBasis]
+
+
+@hookimpl
+def atomdesc_cutoffs():
+    return [ShiftedCosineCutoff]

@@ -1,0 +1,385 @@
+"""The SOAP families: spherical expansion, power spectrum, bispectrum."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.io import read
+
+import atomdesc
+from atomdesc.plugins import soap as soap_plugin
+from atomdesc.radial import RadialBasis, gaussian_radial_integral, radial_table
+from atomdesc.registry import Provided, get_registry
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "structures"
+if not SHARED.exists():
+    SHARED = Path("/work/shared/data/structures")
+
+FAMILIES = ["spherical_expansion", "soap", "bispectrum"]
+
+
+def small(family, **kw):
+    hypers = dict(species=["H", "C", "O"], r_cut=3.5, n_max=2, l_max=3, sigma=0.5)
+    hypers.update(kw)
+    return atomdesc.descriptor(family, **hypers)
+
+
+@pytest.fixture(scope="module")
+def molecule_hco():
+    rng = np.random.default_rng(0)
+    pos = np.array([[0, 0, 0], [1.1, 0, 0], [-0.4, 1.0, 0.1], [-0.3, -0.5, 0.9], [0.2, -0.6, -1.1],
+                    [2.3, 0.9, 0.4]], dtype=float)
+    pos += rng.normal(scale=0.1, size=pos.shape)
+    return Atoms("CHHHHO", positions=pos)
+
+
+@pytest.fixture(scope="module")
+def periodic_hco():
+    rng = np.random.default_rng(3)
+    cell = np.array([[3.6, 0.0, 0.0], [0.5, 3.4, 0.0], [0.3, -0.4, 3.8]])
+    frac = np.array([[0, 0, 0], [0.5, 0.5, 0.1], [0.25, 0.7, 0.6], [0.8, 0.2, 0.45]])
+    atoms = Atoms("COHH", scaled_positions=frac, cell=cell, pbc=True)
+    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+    return atoms
+
+
+def strained(atoms, eps):
+    out = atoms.copy()
+    m = np.eye(3) + eps
+    out.set_cell(atoms.cell.array @ m.T, scale_atoms=False)
+    out.positions = atoms.positions @ m.T
+    return out
+
+
+def finite_differences(d, atoms, h=1e-5):
+    res = d.compute(atoms, gradients=True, strain_gradients=True)
+    dense = res.dense_gradients()
+    num = np.zeros_like(dense)
+    for a in range(len(atoms)):
+        for x in range(3):
+            p, m = atoms.copy(), atoms.copy()
+            p.positions[a, x] += h
+            m.positions[a, x] -= h
+            num[:, a, x] = (d.compute(p).features - d.compute(m).features) / (2 * h)
+    strain = np.zeros_like(res.strain_gradients)
+    for i in range(3):
+        for j in range(3):
+            eps = np.zeros((3, 3))
+            eps[i, j] = h
+            strain[:, i, j] = (d.compute(strained(atoms, eps)).features
+                               - d.compute(strained(atoms, -eps)).features) / (2 * h)
+    grad_err = np.abs(num - dense).max() / np.abs(dense).max()
+    strain_err = np.abs(strain - res.strain_gradients).max() / np.abs(res.strain_gradients).max()
+    return grad_err, strain_err
+
+
+# ------------------------------------------------------------------ hyper-parameters
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(n_max=0), "n_max"),
+        (dict(l_max=-1), "l_max"),
+        (dict(l_max=21), "l_max"),
+        (dict(sigma=0.0), "sigma"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(rbf="nope"), "radial basis"),
+        (dict(compression="mu3"), "compression"),
+        (dict(average="middle"), "average"),
+        (dict(convention="quip"), "convention"),
+        (dict(weighting={"function": "gauss", "r0": 1, "c": 1}), "weighting"),
+        (dict(weighting={"function": "poly", "r0": 1, "c": 1}), "needs 'm'"),
+        (dict(r_cut=-2.0), "r_cut"),
+        (dict(convention="dscribe", cutoff="cosine"), "no cutoff"),
+    ],
+)
+def test_bad_hypers(bad, match):
+    with pytest.raises(ValueError, match=match):
+        small("soap", **bad)
+
+
+def test_bispectrum_parity_checked():
+    with pytest.raises(ValueError, match="parity"):
+        small("bispectrum", parity="odd")
+
+
+def test_hypers_roundtrip():
+    d = small("soap", compression={"mode": "mu2", "species_weighting": {"H": 1.0, "C": 2.0, "O": 3.0}})
+    again = atomdesc.descriptor_from_hypers(json.loads(json.dumps(d.hypers)))
+    assert again == d
+    assert atomdesc.SOAP is soap_plugin.SOAP
+
+
+# ------------------------------------------------------------------ radial bases
+
+
+@pytest.mark.parametrize("name", ["gto", "gto_featomic", "polynomial"])
+def test_radial_orthonormal(name):
+    basis = get_registry().radial_basis(name).obj(n_max=5, l_max=3, r_cut=4.0)
+    overlap = basis.overlap()
+    for l in range(4):
+        np.testing.assert_allclose(overlap[l], np.eye(5), atol=1e-7)
+
+
+def test_gto_closed_form_matches_quadrature():
+    basis = soap_plugin.GTOBasis(n_max=4, l_max=4, r_cut=4.0)
+    r = np.linspace(0.0, 5.0, 57)
+    closed, dclosed = basis.radial_integral(r, 0.4)
+    basis.radial_integral = lambda r, sigma: None
+    quad, dquad = gaussian_radial_integral(basis, r, 0.4, n_panels=20, n_nodes=24)
+    assert np.abs(closed - quad).max() <= 1e-11 * np.abs(closed).max()
+    assert np.abs(dclosed - dquad).max() <= 1e-11 * np.abs(dclosed).max()
+
+
+def test_radial_table_accuracy():
+    d = small("soap", rbf="gto")
+    table = d._rtab
+    r = np.random.default_rng(1).uniform(0, d.r_max, 500)
+    exact, _ = d._radial_functions(r)
+    exact = exact.reshape(-1, len(r))
+    from atomdesc.splines import hermite_evaluate
+
+    for k in range(table.shape[2]):
+        approx, _ = hermite_evaluate(table[:, :, k], d.r_max, r)
+        assert np.abs(approx - exact[k]).max() <= 1e-8 * np.abs(table[:, 0, k]).max()
+
+
+class _BesselBasis(RadialBasis):
+    """A third-party basis given only as numpy functions: j0-like sines on [0, r_cut]."""
+
+    name = "test_sine"
+
+    def evaluate(self, r):
+        n = np.arange(1, self.n_max + 1)[:, None]
+        k = n * np.pi / self.r_cut
+        x = np.clip(r, 0, self.r_cut)[None, :]
+        v = np.sin(k * x) * (self.r_cut - x)
+        dv = k * np.cos(k * x) * (self.r_cut - x) - np.sin(k * x)
+        return (np.broadcast_to(v, (self.l_max + 1, *v.shape)),
+                np.broadcast_to(dv, (self.l_max + 1, *dv.shape)))
+
+
+def test_third_party_radial_basis(monkeypatch, molecule_hco):
+    registry = get_registry()
+    monkeypatch.setitem(registry.radial_bases, "test_sine",
+                        Provided("test_sine", _BesselBasis, "tests", "tests"))
+    d = small("soap", rbf="test_sine")
+    grad_err, strain_err = finite_differences(d, molecule_hco)
+    assert grad_err <= 1e-6 and strain_err <= 1e-6
+    # the kernel's expansion equals a direct numpy evaluation of the same basis
+    e = small("spherical_expansion", rbf="test_sine", cutoff="none", r_cut=3.0, sigma=0.4)
+    atoms = Atoms("HH", positions=[[0, 0, 0], [0.3, -0.8, 1.1]])
+    c = e.compute(atoms, centers=[0]).features[0].reshape(3, 2, 16)[0]  # channel H
+    r = np.linalg.norm(atoms.positions[1])
+    i, _ = gaussian_radial_integral(e.basis, np.array([r, 0.0]), 0.4)
+    y = soap_plugin.real_ylm(3, atoms.positions[1:] / r)[0]
+    ls = np.repeat(np.arange(4), 2 * np.arange(4) + 1)
+    expected = i[ls, :, 0].T * y[None, :]
+    expected[:, 0] += i[0, :, 1] / np.sqrt(4 * np.pi)
+    np.testing.assert_allclose(c, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+
+
+def test_radial_table_refuses_non_smooth():
+    with pytest.raises(ValueError, match="could not tabulate"):
+        radial_table(lambda r: (np.abs(r - 1.2345)[None], np.sign(r - 1.2345)[None]), 3.0,
+                     n_limit=2**10)
+
+
+# ------------------------------------------------------------------ derivatives
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"compression": "mu2"},
+        {"compression": {"mode": "crossover", "species_weighting": {"H": 0.5, "C": 1.0, "O": 2.0}}},
+        {"average": "inner"},
+        {"average": "outer"},
+        {"weighting": {"function": "pow", "r0": 1.5, "c": 1.0, "d": 1.0, "m": 3.0}},
+        {"convention": "dscribe", "weighting": {"function": "poly", "r0": 3.0, "c": 1.0, "m": 3.0}},
+        {"rbf": "polynomial", "cutoff": "cosine"},
+    ],
+    ids=["plain", "mu2", "crossover", "inner", "outer", "pow", "dscribe_poly_w", "polynomial"],
+)
+def test_derivatives_molecule(family, options, molecule_hco):
+    d = small(family, **options)
+    grad_err, strain_err = finite_differences(d, molecule_hco)
+    assert grad_err <= 1e-6
+    assert strain_err <= 1e-6
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("options", [{}, {"average": "inner", "compression": "mu2"}, {"average": "outer"}])
+def test_derivatives_periodic(family, options, periodic_hco):
+    d = small(family, r_cut=3.0, **options)
+    grad_err, strain_err = finite_differences(d, periodic_hco)
+    assert grad_err <= 1e-6
+    assert strain_err <= 1e-6
+
+
+# ------------------------------------------------------------------ symmetry
+
+
+def random_rotation(seed):
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.random(random_state=seed).as_matrix()
+
+
+@pytest.mark.parametrize("family, options", [("soap", {}), ("bispectrum", {"parity": "all"})])
+def test_rotation_invariance(family, options, molecule_hco):
+    d = small(family, l_max=4, **options)
+    a = d.compute(molecule_hco).features
+    for seed in range(3):
+        rot = molecule_hco.copy()
+        rot.positions = molecule_hco.positions @ random_rotation(seed).T
+        b = d.compute(rot).features
+        assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max()
+
+
+def test_bispectrum_parity(molecule_hco):
+    d = small("bispectrum", parity="all")
+    odd = np.array([(lab[2] + lab[5] + lab[8]) % 2 == 1 for lab in d.feature_labels])
+    assert odd.any() and not odd.all()
+    a = d.compute(molecule_hco).features
+    mirror = molecule_hco.copy()
+    mirror.positions[:, 2] *= -1
+    b = d.compute(mirror).features
+    assert np.abs(a[:, ~odd] - b[:, ~odd]).max() <= 1e-12 * np.abs(a).max()
+    assert np.abs(a[:, odd] + b[:, odd]).max() <= 1e-12 * np.abs(a[:, odd]).max()
+    assert np.abs(a[:, odd]).max() > 1e-6
+
+
+def test_spherical_expansion_wigner_d(molecule_hco):
+    l_max, n_max = 4, 2
+    d = small("spherical_expansion", l_max=l_max, n_max=n_max)
+    c = d.compute(molecule_hco).features.reshape(len(molecule_hco), 3, n_max, (l_max + 1) ** 2)
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=(200, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    R = random_rotation(11)
+    rot = molecule_hco.copy()
+    rot.positions = molecule_hco.positions @ R.T
+    cr = d.compute(rot).features.reshape(c.shape)
+    y, yr = soap_plugin.real_ylm(l_max, u), soap_plugin.real_ylm(l_max, u @ R.T)
+    for l in range(l_max + 1):
+        s = slice(l * l, (l + 1) ** 2)
+        # Y_l(R u) = D_l Y_l(u): the real Wigner D matrix of the rotation
+        D = np.linalg.lstsq(y[:, s], yr[:, s], rcond=None)[0].T
+        np.testing.assert_allclose(D @ D.T, np.eye(2 * l + 1), atol=1e-12)
+        np.testing.assert_allclose(cr[..., s], c[..., s] @ D.T, atol=1e-12 * np.abs(c).max())
+
+
+def pairs_of(path):
+    frames = read(path, ":")
+    by_pair = {}
+    for f in frames:
+        by_pair.setdefault(f.info["pair"], []).append(f)
+    return list(by_pair.values())
+
+
+def relative(a, b):
+    return np.abs(a - b).max() / np.abs(a).max()
+
+
+def test_three_body_degenerate_pairs():
+    ps = atomdesc.descriptor("soap", species=["H", "C"], r_cut=3.0, n_max=4, l_max=4, sigma=0.3)
+    bs = atomdesc.descriptor("bispectrum", species=["H", "C"], r_cut=3.0, n_max=3, l_max=4, sigma=0.3)
+    for plus, minus in pairs_of(SHARED / "degenerate_3body_pairs.xyz"):
+        assert relative(ps.compute(plus, centers=[0]).features,
+                        ps.compute(minus, centers=[0]).features) <= 1e-12
+        assert relative(bs.compute(plus, centers=[0]).features,
+                        bs.compute(minus, centers=[0]).features) >= 1e-3
+
+
+def test_four_body_degenerate_pairs():
+    ps = atomdesc.descriptor("soap", species=["H", "B", "C", "O"], r_cut=3.0, n_max=3, l_max=4, sigma=0.3)
+    bs = atomdesc.descriptor("bispectrum", species=["H", "B", "C", "O"], r_cut=3.0, n_max=2, l_max=4,
+                             sigma=0.3, compression="mu2")
+    for plus, minus in pairs_of(SHARED / "degenerate_4body_pairs.xyz"):
+        assert relative(ps.compute(plus, centers=[0]).features,
+                        ps.compute(minus, centers=[0]).features) <= 1e-11
+        assert relative(bs.compute(plus, centers=[0]).features,
+                        bs.compute(minus, centers=[0]).features) <= 1e-11
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_supercell(family):
+    si = bulk("Si", "diamond", a=5.43)
+    si.positions += np.random.default_rng(2).normal(scale=0.05, size=si.positions.shape)
+    d = atomdesc.descriptor(family, species=["Si"], r_cut=4.0, n_max=3, l_max=3, sigma=0.4)
+    a = d.compute(si, strain_gradients=True)
+    big = si * (2, 1, 2)
+    b = d.compute(big, centers=list(range(len(si))), strain_gradients=True)
+    assert relative(a.features, b.features) <= 1e-12
+    assert relative(a.strain_gradients, b.strain_gradients) <= 1e-11
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_threads_identical(family):
+    si = bulk("Si", "diamond", a=5.43) * (2, 2, 2)
+    si.positions += np.random.default_rng(4).normal(scale=0.05, size=si.positions.shape)
+    d = atomdesc.descriptor(family, species=["Si"], r_cut=4.0, n_max=3, l_max=3, sigma=0.4)
+    one = d.compute(si, gradients=True, strain_gradients=True, n_threads=1)
+    two = d.compute(si, gradients=True, strain_gradients=True, n_threads=2)
+    assert np.array_equal(one.features, two.features)
+    assert np.array_equal(one.gradient_values, two.gradient_values)
+    assert np.array_equal(one.strain_gradients, two.strain_gradients)
+
+
+def test_isolated_atom():
+    d = small("soap")
+    res = d.compute(Atoms("O", positions=[[0, 0, 0]]), gradients=True, strain_gradients=True)
+    assert np.isfinite(res.features).all() and res.features.any()
+    assert not res.gradient_values.any()
+
+
+# ------------------------------------------------------------------ other codes
+
+
+def _reference():
+    ref = np.load(DATA / "soap_references.npz")
+    return ref, json.loads(str(ref["meta"]))["cases"]
+
+
+def _structure(ref, name):
+    return Atoms(numbers=ref[f"structure_{name}_numbers"], positions=ref[f"structure_{name}_positions"],
+                 cell=ref[f"structure_{name}_cell"], pbc=ref[f"structure_{name}_pbc"])
+
+
+_REF, _CASES = _reference()
+_SLOW_KEYS = {"dscribe_13", "featomic_1", "featomic_2"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, id=c["key"], marks=[pytest.mark.slow] if c["key"] in _SLOW_KEYS else [])
+     for c in _CASES],
+)
+def test_reference_numbers(case):
+    d = atomdesc.descriptor("soap", **case["hypers"])
+    got = d.compute(_structure(_REF, case["structure"])).features
+    want = _REF[case["key"]]
+    if case["key"].startswith("featomic"):
+        # featomic's columns: (Z1 <= Z2, l, n1, n2) for every n1, n2
+        from ase.data import atomic_numbers
+
+        zs = sorted(atomic_numbers[s] for s in d.species)
+        cols = [(z1, z2, l, n1, n2) for i, z1 in enumerate(zs) for z2 in zs[i:]
+                for l in range(d.l_max + 1) for n1 in range(d.n_max) for n2 in range(d.n_max)]
+        index = {c: k for k, c in enumerate(cols)}
+        order = [index[(atomic_numbers[a1], atomic_numbers[a2], l, n1, n2)]
+                 for a1, n1, a2, n2, l in d.feature_labels]
+        assert sorted(order) == list(range(len(cols)))
+        want = want[:, order]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-8 * np.abs(want).max()
