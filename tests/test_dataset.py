@@ -149,12 +149,25 @@ def test_dask_local_cluster_gives_identical_store(tmp_path, dataset, d):
     atomdesc.featurize_dataset(dataset, d, local, gradients=True, strain_gradients=True,
                                chunk_size=5, progress=False)
     remote = tmp_path / "dask.zarr"
+    hypers = tmp_path / "h.json"
+    hypers.write_text(json.dumps(HYPERS))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        atomdesc.featurize_dataset(dataset, d, remote, client, gradients=True,
-                                   strain_gradients=True, chunk_size=5, progress=False)
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            atomdesc.featurize_dataset(dataset, d, remote, client, gradients=True,
+                                       strain_gradients=True, chunk_size=5, progress=False)
+        # the CLI's --scheduler path: a separate process connects by address
+        done_on_workers = cluster.scheduler.task_prefixes["compute_chunk"].state_counts
+        before = done_on_workers["memory"]
+        cli = tmp_path / "cli.zarr"
+        done = run_cli("featurize", str(dataset), "--hypers", str(hypers), "-o", str(cli),
+                       "--gradients", "--strain-gradients", "--chunk-size", "5",
+                       "--scheduler", cluster.scheduler_address)
+        assert done.returncode == 0, done.stderr
+        assert "featurized 24 structures" in done.stdout
+        assert done_on_workers["memory"] - before == 5  # its 5 chunks ran on the workers
     assert store_arrays(remote) == store_arrays(local)
+    assert store_arrays(cli) == store_arrays(local)
 
 
 def test_bad_file_and_bad_frame(tmp_path, frames, d):
