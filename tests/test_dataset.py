@@ -126,11 +126,17 @@ def test_resume_after_interruption(tmp_path, dataset, frames, d, monkeypatch):
     partial = atomdesc.open_features(out, allow_incomplete=True)
     assert len(partial) == 8 and partial.progress.chunks == 2
     np.testing.assert_array_equal(partial[7].features, atomdesc.open_features(reference)[7].features)
+    # a run killed mid-write (kill -9) leaves zarr's temporary files: resuming removes them
+    leftovers = [out / "zarr.0123456789abcdef0123456789abcdef.partial",
+                 out / "gradient_values" / "c" / "0" / "0" / "0.fedcba9876543210fedcba9876543210.partial"]
+    for p in leftovers:
+        p.write_bytes(b"half a chunk")
 
     summary = atomdesc.featurize_dataset(dataset, d, out, gradients=True, chunk_size=4,
                                          progress=False)
     assert summary.resumed and summary.computed_structures == len(frames) - 8
-    assert store_arrays(out) == store_arrays(reference)
+    assert not any(p.exists() for p in leftovers)
+    assert store_arrays(out) == store_arrays(reference)  # every file, and no other
 
     # a finished store: nothing to do, unless overwrite
     again = atomdesc.featurize_dataset(dataset, d, out, gradients=True, progress=False)
