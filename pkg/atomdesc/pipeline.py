@@ -170,20 +170,29 @@ def featurize_dataset(
     bar = _progress_bar(progress)
     # One thread writes the chunks in input order; zarr's file writes release
     # the GIL, so writing overlaps with computing the next chunks. A new store
-    # is created when the first chunk is done, its storage chunks sized to it.
+    # is created on that thread while the first chunk computes, its storage
+    # chunks sized to what a chunk is expected to hold.
     io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atomdesc-writer")
     done: dict[str, Any] = {"structures": 0, "atoms": 0, "failed": False, "writer": writer}
+
+    def create() -> None:
+        try:
+            structures = min(chunk_size, chunk_atoms)
+            done["writer"] = StoreWriter.create(
+                path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
+                strain_gradients=options["strain_gradients"], compressor=compressor,
+                per_append={"structures": structures,
+                            "rows": structures if average else chunk_atoms,
+                            "pairs": chunk_atoms * PAIRS_PER_ATOM if gradients else 0})
+        except BaseException:
+            done["failed"] = True
+            raise
 
     def write(chunk_frames: list[Frame], next_position: tuple[int, int], future: Any) -> None:
         if done["failed"]:  # never append after a chunk that failed: order is the format
             return
         try:
             chunk = future.result() if future is not None else None
-            if done["writer"] is None:
-                done["writer"] = StoreWriter.create(
-                    path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
-                    strain_gradients=options["strain_gradients"], compressor=compressor,
-                    expected=chunk)
             n_s, n_a = _write(done["writer"], frames, chunk_frames, next_position, chunk,
                               skip_invalid)
         except BaseException:
@@ -195,16 +204,20 @@ def featurize_dataset(
 
     pending: deque[tuple[Any, Any]] = deque()
     try:
+        if writer is None:
+            pending.append((None, io_thread.submit(create)))
         chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files))
+        submitted = False
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
             future = runner.submit(good, options) if good else None
             pending.append((future, io_thread.submit(write, chunk_frames, next_position, future)))
+            submitted = True
             while len(pending) >= runner.max_in_flight:
                 pending.popleft()[1].result()
         while pending:
             pending.popleft()[1].result()
-        if done["writer"] is None:  # no input at all: an empty, complete store
+        if not submitted and writer is None:  # no input at all: an empty, complete store
             write([], (len(frames.files), 0), None)
         writer = done["writer"]
         writer.finish()

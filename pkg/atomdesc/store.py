@@ -178,17 +178,19 @@ class StoreWriter:
     def create(
         cls, path: str | Path, *, n_features: int, attrs: dict[str, Any], gradients: bool,
         strain_gradients: bool, compressor: str | None = "blosc",
-        expected: ChunkResult | None = None,
+        expected: ChunkResult | None = None, per_append: dict[str, int] | None = None,
     ) -> StoreWriter:
         """A new, empty store.
 
-        :param expected: a typical chunk (the first one): storage chunks are
-            sized to about one such chunk.
+        :param expected: a typical chunk: storage chunks are sized to about one
+            such chunk.
+        :param per_append: or the expected ``structures``, ``rows`` and
+            ``pairs`` of one chunk.
         """
         import zarr
 
         f = n_features
-        per_append = {"structures": 64, "rows": 1024, "pairs": 8192}
+        per_append = dict(per_append or {"structures": 64, "rows": 1024, "pairs": 8192})
         if expected is not None:
             per_append = {"structures": expected.n_structures,
                           "rows": len(expected.features),
