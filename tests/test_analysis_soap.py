@@ -200,7 +200,24 @@ def test_tetrahedron_is_symmetry(ps, bs):
 
 @pytest.mark.slow
 def test_audit_soap(tmp_path):
-    report = an.audit(soap(4, 4), tmp_path, quick=True, reference=bispectrum())
+    # l_max ≥ 5: on the X± sphere (all C-H distances equal) l_max = 4 is truncation-singular
+    report = an.audit(soap(4, 6), tmp_path, quick=True, reference=bispectrum())
     sp = report.data["singular_points"]
     assert sp["tetrahedron"]["rank"] == 1 and sp["random_CH4"]["rank"] == 9
     assert sp["xpm_branch_point+"]["counts"]["incompleteness"] == 1
+
+
+def test_equal_distances_need_l_max_5():
+    """On the PRL X± sphere all four C-H distances are 1.09 Å: c_nlm = R_nl(r) Σ_j Y_lm(r̂_j), so
+    the angles enter soap only through Σ_jk P_l(cos θ_jk), l = 1..l_max. The 5 angular
+    directions need l_max ≥ 5: with l_max = 4 the rank is 8 anywhere on the sphere, whatever
+    n_max (a truncation singular point), 9 once one distance differs or l_max = 5."""
+    atoms = an.xpm_h4(1.0, 0.5)
+    for n_max in (4, 8):
+        assert an.sensitivity(soap(n_max, 4), atoms, 0).rank == 8
+    assert an.sensitivity(soap(4, 5), atoms, 0).rank == 9
+    stretched = atoms.copy()
+    stretched.positions[4] *= 1.2
+    assert an.sensitivity(soap(4, 4), stretched, 0).rank == 9
+    c = an.classify(soap(4, 4), atoms, 0, larger=[soap(4, 6)])
+    assert c.counts == {"symmetry": 0, "incompleteness": 0, "truncation": 1, "unexplained": 0}
