@@ -331,11 +331,21 @@ def plot_xpm_map(data: dict[str, Any], path: Path) -> Path:
     values = np.array(m["relative_sigma_min"], dtype=float)
     values = np.where(np.isfinite(values), np.maximum(values, 1e-16), np.nan)
     fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.set_facecolor("0.85")  # H4 on top of another neighbour: not computed
+    # the exact zeros at the branch points would squeeze the rest of the map into the top
+    # of a 1e-16.. scale: values below 1e-6 share the darkest colour, the rings say the value
+    vmax = np.nanmax(values)
+    vmin = min(max(np.nanmin(values), 1e-6), vmax / 10)
     mesh = ax.pcolormesh(np.degrees(m["phi"]), np.degrees(m["theta"]), values,
-                         norm=LogNorm(vmin=max(np.nanmin(values), 1e-16), vmax=np.nanmax(values)),
-                         shading="nearest", cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label="σ_min / σ_max")
-    ax.plot([0, 180, -180], [90, 90, 90], "rx", ms=9, mew=2, label="branch points H4 = (±r,0,0)")
+                         norm=LogNorm(vmin=vmin, vmax=vmax), shading="nearest", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="σ_min / σ_max", extend="min")
+    # hollow rings: the cell of the branch point stays visible
+    ax.plot([0, 180, -180], [90, 90, 90], "o", ms=14, mfc="none", mec="red", mew=1.5,
+            label="branch points H4 = (±r,0,0)")
+    for phi, sign in ((0, "+"), (180, "-")):
+        ax.annotate(f"{m['branch_points'][sign]:.0e}", (phi, 90), xytext=(0, 10),
+                    textcoords="offset points", ha="right" if phi else "center", color="red",
+                    fontsize=7)
     ax.set_xlabel("φ of H4 (deg)")
     ax.set_ylabel("θ of H4 (deg)")
     ax.invert_yaxis()
