@@ -246,12 +246,28 @@ def compute_chunk(
 ) -> ChunkResult:
     """Compute consecutive structures into one :class:`ChunkResult` (one task).
 
-    Each structure runs in its own kernel call with one OpenMP thread, on a
-    pool of ``n_threads`` threads, so results do not depend on where or how
-    parallel the chunk runs. A structure whose input is invalid gets no rows
-    and an entry in ``errors``.
+    The chunk goes through :meth:`Descriptor.compute` as one list (molecules
+    batched, periodic structures on a pool of ``n_threads`` threads); every
+    centre is computed independently, so results do not depend on where or
+    how parallel the chunk runs. A structure whose input is invalid gets no
+    rows and an entry in ``errors`` (the chunk is then computed structure by
+    structure).
     """
     d = _as_descriptor(descriptor)
+    if structures and not options["center_species"]:
+        # The whole chunk in one call: molecules are then batched into few
+        # kernel calls (bit-identical to one call per structure, whatever the
+        # threads). An invalid structure makes the call fail: then one by one.
+        try:
+            results = d.compute(structures, gradients=options["gradients"],
+                                strain_gradients=options["strain_gradients"],
+                                n_threads=n_threads)
+        except ValueError:
+            pass
+        else:
+            if options["average"]:
+                results = [_reduce(r, options["average"]) for r in results]
+            return _concatenate(results, d.n_features, options)
     if n_threads > 1 and len(structures) > 1:
         pool = _POOLS.get(n_threads)
         if pool is None:
@@ -281,6 +297,13 @@ def _compute_structure(d: Descriptor, atoms: Any, options: dict[str, Any]) -> An
         if options["average"]:
             result = result.reduce(options["average"])
         return result
+    except ValueError as exc:
+        return exc
+
+
+def _reduce(result: Any, how: str) -> Any:
+    try:
+        return result.reduce(how)
     except ValueError as exc:
         return exc
 
