@@ -98,8 +98,8 @@ class ManifoldPath:
             f"(metric {self.metric}), {len(self.steps)} samples",
             f"  σ_min/σ_max: start {rs[0]:.2e}, min {rs.min():.2e}, max {rs.max():.2e}, "
             f"end {rs[-1]:.2e}",
-            f"  |Δx| at the end {self.displacement[-1]:.3f} Å "
-            f"(path length {self.path_length[-1]:.3f} Å), "
+            f"  |Δx| at the end {self.displacement[-1]:.3f} Å (max {self.displacement.max():.3f} Å, "
+            f"path length {self.path_length[-1]:.3f} Å), "
             f"|Δξ|/|ξ| {self.feature_change[-1]:.2e} (max {self.feature_change.max():.2e})",
         ]
         for name, v in self.observables.items():
