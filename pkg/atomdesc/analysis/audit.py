@@ -374,6 +374,15 @@ def plot_report(data: dict[str, Any], out: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _title(data: dict[str, Any]) -> str:
     return f"{data['family']} ({data['n_features']} features)"
 
@@ -390,10 +399,7 @@ def plot_spectra(data: dict[str, Any], path: Path, floor: float = 1e-18) -> Path
     ax.set_ylabel("σ_k / σ_max")
     ax.set_title(f"Jacobian singular values — {_title(data)}")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_xpm_map(data: dict[str, Any], path: Path) -> Path:
@@ -422,18 +428,15 @@ def plot_xpm_map(data: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("φ of H4 (deg)")
     ax.set_ylabel("θ of H4 (deg)")
     ax.invert_yaxis()
-    ax.set_title(f"X± family, H4 on the 1.09 Å sphere — {_title(data)}", fontsize=9)
+    title = f"X± family, H4 on the 1.09 Å sphere — {_title(data)}"
     finite = values[np.isfinite(values)]
-    if finite.size and np.mean(finite <= data["rtol"]) > 0.5:
-        ax.text(0.5, 0.02, f"rank lost on {100 * np.mean(finite <= data['rtol']):.0f}% of the "
-                "sphere (equal C-H distances): truncation, e.g. soap needs l_max ≥ 5",
-                transform=ax.transAxes, ha="center", fontsize=7, color="red",
-                bbox={"facecolor": "white", "alpha": 0.8})
+    lost = float(np.mean(finite <= data["rtol"])) if finite.size else 0.0
+    if lost > 0.5:
+        title += (f"\nrank lost on {100 * lost:.0f}% of the sphere (equal C-H distances): "
+                  "truncation, e.g. soap needs l_max ≥ 5")
+    ax.set_title(title, fontsize=9 if lost <= 0.5 else 8)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_dataset(data: dict[str, Any], path: Path) -> Path:
@@ -445,10 +448,7 @@ def plot_dataset(data: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("log10 σ_min / σ_max")
     ax.set_ylabel("environments")
     ax.set_title(f"{len(v)} random CH4 environments — {_title(data)}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_smoothness(data: dict[str, Any], path: Path) -> Path:
@@ -463,10 +463,7 @@ def plot_smoothness(data: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("distance of the moving neighbour (Å)")
     ax.set_title(f"crossing the cutoff — {_title(data)}", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_truncation(data: dict[str, Any], path: Path) -> Path:
@@ -500,10 +497,7 @@ def plot_truncation(data: dict[str, Any], path: Path) -> Path:
                         fontsize=7 if label == "rank" else 6, color="w")
     axes[1].set_title("'0': σ_min/σ_max below 1e-14", fontsize=7)
     fig.suptitle(f"truncation scan at a random CH4 — {_title(data)}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _cell_label(value: float, integer: bool) -> str:
