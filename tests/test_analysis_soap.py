@@ -200,11 +200,46 @@ def test_tetrahedron_is_symmetry(ps, bs):
 
 @pytest.mark.slow
 def test_audit_soap(tmp_path):
-    # l_max ≥ 5: on the X± sphere (all C-H distances equal) l_max = 4 is truncation-singular
-    report = an.audit(soap(4, 6), tmp_path, quick=True, reference=bispectrum())
+    # l_max ≥ 5: on the X± sphere (all C-H distances equal) l_max = 4 is truncation-singular;
+    # no reference given: the audit takes a bispectrum with soap's hyper-parameters
+    report = an.audit(soap(4, 6), tmp_path, quick=True)
     sp = report.data["singular_points"]
     assert sp["tetrahedron"]["rank"] == 1 and sp["random_CH4"]["rank"] == 9
-    assert sp["xpm_branch_point+"]["counts"]["incompleteness"] == 1
+    for sign in "+-":
+        assert sp[f"xpm_branch_point{sign}"]["counts"]["incompleteness"] == 1
+        assert sp[f"xpm_branch_point{sign}"]["counts"]["unexplained"] == 0
+    assert report.data["reference"]["family"] == "bispectrum"
+    assert "incompleteness reference: bispectrum" in report.text
+    assert ("X± branch points: + 1 null (incompleteness 1), - 1 null (incompleteness 1)"
+            in report.data["criteria"]["uniqueness"]["note"])
+
+
+def test_audit_default_reference():
+    from atomdesc.analysis.audit import default_reference
+
+    ref, info = default_reference(soap(4, 6, sigma=0.3))
+    assert ref.name == "bispectrum" and info["default"]
+    assert (ref.hypers["n_max"], ref.hypers["l_max"], ref.hypers["sigma"]) == (4, 6, 0.3)
+    assert ref.hypers["r_cut"] == 3.5 and ref.hypers["species"] == ["H", "C"]
+    ref, info = default_reference(soap(8, 8))
+    assert (ref.hypers["n_max"], ref.hypers["l_max"]) == (6, 6)
+    assert "n_max 8 -> 6" in info["note"] and "l_max 8 -> 6" in info["note"]
+    acsf = atomdesc.descriptor("acsf", species=["H", "C"], r_cut=4.0, g2_params=[[1.0, 0.0]])
+    assert default_reference(acsf) is None
+    # the default reference explains the branch point's null direction as incompleteness
+    ps = soap(3, 5)
+    ref, _ = default_reference(ps)
+    c = an.classify(ps, an.xpm_branch_point(-1), 0, reference=ref)
+    assert c.counts == {"symmetry": 0, "incompleteness": 1, "truncation": 0, "unexplained": 0}
+
+
+def test_audit_branch_point_note_is_per_point():
+    from atomdesc.analysis.audit import branch_point_note
+
+    counts = {"symmetry": 0, "incompleteness": 1, "truncation": 0, "unexplained": 0}
+    branch = {"+": {"n_dof": 9, "rank": 8, "counts": counts},
+              "-": {"n_dof": 9, "rank": 9, "counts": dict.fromkeys(counts, 0)}}
+    assert branch_point_note(branch) == "+ 1 null (incompleteness 1), - 0 null"
 
 
 def test_equal_distances_need_l_max_5():
