@@ -15,7 +15,7 @@ from ase.build import bulk, molecule
 from ase.db import connect
 
 import atomdesc
-from atomdesc import examples
+from atomdesc import examples, pipeline
 from atomdesc.io import FrameReadError
 from atomdesc.store import StoreWriter
 
@@ -47,13 +47,19 @@ def store_arrays(path: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
-def test_round_trip_features_and_gradients(tmp_path, dataset, frames, d):
+@pytest.mark.parametrize("append_bytes, appends", [(0, 5), (None, 1)])
+def test_round_trip_features_and_gradients(tmp_path, dataset, frames, d, monkeypatch,
+                                           append_bytes, appends):
+    if append_bytes is not None:  # 0: every computed chunk appended on its own
+        monkeypatch.setattr(pipeline, "APPEND_BYTES", append_bytes)
     out = tmp_path / "out.zarr"
     summary = atomdesc.featurize_dataset(dataset, d, out, gradients=True,
                                          strain_gradients=True, chunk_size=5, progress=False)
     assert summary.structures == len(frames) and summary.atoms == sum(map(len, frames))
     store = atomdesc.open_features(out)
-    assert store.progress.chunks == 5  # 24 structures, 5 per chunk
+    # 24 structures, 5 per computed chunk; by default the chunks (far below
+    # the append budget) are written as one append
+    assert store.progress.chunks == appends
     expected = d.compute(frames, gradients=True, strain_gradients=True)
     assert len(store) == len(frames)
     np.testing.assert_array_equal(store.features[:],
@@ -101,6 +107,7 @@ def test_average_and_center_species(tmp_path, dataset, frames, d):
 
 
 def test_resume_after_interruption(tmp_path, dataset, frames, d, monkeypatch):
+    monkeypatch.setattr(pipeline, "APPEND_BYTES", 0)  # one append per computed chunk
     reference = tmp_path / "ref.zarr"
     atomdesc.featurize_dataset(dataset, d, reference, gradients=True, chunk_size=4,
                                progress=False)
@@ -149,6 +156,41 @@ def test_resume_after_interruption(tmp_path, dataset, frames, d, monkeypatch):
         atomdesc.featurize_dataset(dataset, d, out, progress=False)
 
 
+def test_resume_with_several_chunks_per_append(tmp_path, dataset, frames, d, monkeypatch):
+    """Appends gather computed chunks; an interrupted run resumes at the last append."""
+    chunk = pipeline.compute_chunk(d, frames[:3], pipeline._check_options(d, True, False, None,
+                                                                         None))
+    # about two chunks of 3 structures per append (the first structures are alike)
+    monkeypatch.setattr(pipeline, "APPEND_BYTES", 2 * chunk.nbytes)
+    reference = tmp_path / "ref.zarr"
+    atomdesc.featurize_dataset(dataset, d, reference, gradients=True, chunk_size=3,
+                               progress=False)
+    full = atomdesc.open_features(reference)
+    assert 1 < full.progress.chunks < 8  # 8 computed chunks, fewer appends
+
+    out = tmp_path / "out.zarr"
+    save = StoreWriter._save_progress
+    records: list[int] = []
+
+    def killed_on_second_append(self):
+        if len(records) == 1:
+            raise KeyboardInterrupt
+        records.append(self.progress.structures)
+        save(self)
+
+    monkeypatch.setattr(StoreWriter, "_save_progress", killed_on_second_append)
+    with pytest.raises(KeyboardInterrupt):
+        atomdesc.featurize_dataset(dataset, d, out, gradients=True, chunk_size=3,
+                                   progress=False)
+    monkeypatch.setattr(StoreWriter, "_save_progress", save)
+    partial = atomdesc.open_features(out, allow_incomplete=True)
+    assert len(partial) == records[0] and len(partial) % 3 == 0 and len(partial) >= 6
+    summary = atomdesc.featurize_dataset(dataset, d, out, gradients=True, chunk_size=3,
+                                         progress=False)
+    assert summary.resumed and summary.computed_structures == len(frames) - records[0]
+    assert store_arrays(out) == store_arrays(reference)
+
+
 def test_dask_local_cluster_gives_identical_store(tmp_path, dataset, d):
     distributed = pytest.importorskip("dask.distributed")
     local = tmp_path / "local.zarr"
@@ -188,6 +230,12 @@ def test_bad_file_and_bad_frame(tmp_path, frames, d):
 
     with pytest.raises(FrameReadError, match=r"bad_frame\.extxyz, frame 1: .*Fe"):
         atomdesc.featurize_dataset([good, bad_frame], d, tmp_path / "a.zarr", progress=False)
+    # the chunks gathered before the bad frame are written before the error
+    with pytest.raises(FrameReadError, match=r"bad_frame\.extxyz, frame 1: .*Fe"):
+        atomdesc.featurize_dataset([good, bad_frame], d, tmp_path / "a2.zarr", chunk_size=2,
+                                   progress=False)
+    before = atomdesc.open_features(tmp_path / "a2.zarr", allow_incomplete=True)
+    assert len(before) == 4 and before.provenance(3) == (str(bad_frame), 0)
     with pytest.raises(FrameReadError, match=r"garbage\.extxyz, frame 0: cannot read"):
         atomdesc.featurize_dataset([garbage, good], d, tmp_path / "b.zarr", progress=False)
     with pytest.raises(FileNotFoundError, match="missing"):

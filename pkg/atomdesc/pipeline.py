@@ -33,6 +33,11 @@ DEFAULT_CHUNK_SIZE = 10_000
 CHUNK_BYTES = 32 << 20
 #: Gradient pairs per atom assumed when sizing chunks (dense solids have ~50-100).
 PAIRS_PER_ATOM = 64
+#: Computed chunks are gathered and appended to the store together until
+#: their results hold this many bytes: zarr's cost is per append more than per
+#: byte, and a chunk sized for dense solids holds far less for molecules.
+#: Resuming restarts at the last append. 0: one append per chunk.
+APPEND_BYTES = CHUNK_BYTES
 
 
 def default_chunk_atoms(n_features: int, gradients: bool, strain_gradients: bool) -> int:
@@ -188,19 +193,31 @@ def featurize_dataset(
             done["failed"] = True
             raise
 
+    batch = _Batch()
+
+    def flush() -> None:
+        n_s, n_a = batch.flush(done["writer"])
+        done["structures"] += n_s
+        done["atoms"] += n_a
+
     def write(chunk_frames: list[Frame], next_position: tuple[int, int], future: Any) -> None:
         if done["failed"]:  # never append after a chunk that failed: order is the format
             return
         try:
             chunk = future.result() if future is not None else None
-            n_s, n_a = _write(done["writer"], frames, chunk_frames, next_position, chunk,
-                              skip_invalid)
+            try:
+                written, skipped = _check(frames, chunk_frames, chunk, skip_invalid)
+            except FrameReadError:
+                flush()  # the chunks before the bad frame stay in the store
+                raise
+            batch.add(chunk, written, next_position, skipped)
+            if batch.nbytes >= APPEND_BYTES:
+                flush()
         except BaseException:
             done["failed"] = True
             raise
-        done["structures"] += n_s
-        done["atoms"] += n_a
-        _update_bar(bar, n_s, n_a, started)
+        if chunk is not None:
+            _update_bar(bar, chunk.n_structures, int(chunk.n_atoms.sum()), started)
 
     pending: deque[tuple[Any, Any]] = deque()
     try:
@@ -219,6 +236,7 @@ def featurize_dataset(
             pending.popleft()[1].result()
         if not submitted and writer is None:  # no input at all: an empty, complete store
             write([], (len(frames.files), 0), None)
+        flush()
         writer = done["writer"]
         writer.finish()
     finally:
@@ -438,10 +456,12 @@ def _chunks(frames: Iterator[Frame], size: int, max_atoms: int,
         yield chunk, (n_files, 0)
 
 
-def _write(writer: StoreWriter, source: FrameSource, frames: list[Frame],
-           next_position: tuple[int, int], chunk: ChunkResult | None,
-           skip_invalid: bool) -> tuple[int, int]:
-    """Check a computed chunk, append it to the store; return (structures, atoms) written."""
+def _check(source: FrameSource, frames: list[Frame], chunk: ChunkResult | None,
+           skip_invalid: bool) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
+    """Check a computed chunk: (file, frame) of its structures, and its skipped frames.
+
+    :raises FrameReadError: for its first invalid frame, unless ``skip_invalid``.
+    """
     good = [f for f in frames if f.atoms is not None]
     bad: list[tuple[Frame, str]] = [(f, f.error or "cannot read") for f in frames
                                     if f.atoms is None]
@@ -455,12 +475,64 @@ def _write(writer: StoreWriter, source: FrameSource, frames: list[Frame],
             raise FrameReadError(source.files[frame.file_number], frame.index, message)
     skipped = [{"file": source.files[f.file_number], "index": f.index, "error": m}
                for f, m in bad]
-    if chunk is None or chunk.n_structures == 0:
-        writer.skip(next_position, skipped)
-        return 0, 0
     written = [(f.file_number, f.index) for pos, f in enumerate(good) if pos not in failed]
-    writer.append(chunk, written, next_position, skipped)
-    return chunk.n_structures, int(chunk.n_atoms.sum())
+    return written, skipped
+
+
+class _Batch:
+    """Computed chunks waiting to be appended to the store together, in order."""
+
+    def __init__(self) -> None:
+        self.chunks: list[ChunkResult] = []
+        self.frames: list[tuple[int, int]] = []
+        self.skipped: list[dict[str, Any]] = []
+        self.next_position: tuple[int, int] | None = None
+        self.nbytes = 0
+
+    def add(self, chunk: ChunkResult | None, frames: list[tuple[int, int]],
+            next_position: tuple[int, int], skipped: list[dict[str, Any]]) -> None:
+        if chunk is not None and chunk.n_structures:
+            self.chunks.append(chunk)
+            self.nbytes += chunk.nbytes
+        self.frames.extend(frames)
+        self.skipped.extend(skipped)
+        self.next_position = next_position
+
+    def flush(self, writer: StoreWriter) -> tuple[int, int]:
+        """Append what is gathered as one chunk; return (structures, atoms) written."""
+        if self.next_position is None:
+            return 0, 0
+        if self.chunks:
+            chunk = merge_chunks(self.chunks)
+            writer.append(chunk, self.frames, self.next_position, self.skipped)
+            written = chunk.n_structures, int(chunk.n_atoms.sum())
+        else:
+            writer.skip(self.next_position, self.skipped)
+            written = 0, 0
+        self.__init__()  # type: ignore[misc]
+        return written
+
+
+def merge_chunks(chunks: list[ChunkResult]) -> ChunkResult:
+    """Consecutive chunk results as one (rows and pairs renumbered)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    first = chunks[0]
+    merged = ChunkResult(
+        features=np.concatenate([c.features for c in chunks]),
+        centers=np.concatenate([c.centers for c in chunks]),
+        n_rows=np.concatenate([c.n_rows for c in chunks]),
+        n_atoms=np.concatenate([c.n_atoms for c in chunks]),
+    )
+    if first.gradient_pairs is not None:
+        starts = np.cumsum([0] + [len(c.features) for c in chunks[:-1]])
+        merged.gradient_pairs = np.concatenate(
+            [c.gradient_pairs + np.array([start, 0]) for c, start in zip(chunks, starts)])
+        merged.gradient_values = np.concatenate([c.gradient_values for c in chunks])
+        merged.n_pairs = np.concatenate([c.n_pairs for c in chunks])
+    if first.strain_gradients is not None:
+        merged.strain_gradients = np.concatenate([c.strain_gradients for c in chunks])
+    return merged
 
 
 def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict[str, Any],

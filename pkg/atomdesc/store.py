@@ -92,6 +92,13 @@ class ChunkResult:
     def n_structures(self) -> int:
         return len(self.n_atoms)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the result arrays."""
+        return sum(a.nbytes for a in (self.features, self.centers, self.gradient_pairs,
+                                      self.gradient_values, self.strain_gradients)
+                   if a is not None)
+
 
 @dataclass
 class Progress:
@@ -162,13 +169,16 @@ class StoreWriter:
     to them and marks the store complete.
     """
 
-    def __init__(self, group: Any, progress: Progress) -> None:
+    def __init__(self, group: Any, progress: Progress, arrays: dict[str, Any] | None = None
+                 ) -> None:
         self.group = group
         self.progress = progress
+        if arrays is None:
+            arrays = {name: group[name].async_array for name in group.array_keys()}
         # Every chunk written holds data: skip zarr's check of each chunk
         # against the fill value (a full comparison, as costly as compressing).
-        self.arrays = {name: group[name].with_config({"write_empty_chunks": True})
-                       for name in group.array_keys()}
+        self.arrays = {name: a.with_config({"write_empty_chunks": True})
+                       for name, a in arrays.items()}
         self.gradients = "gradient_values" in self.arrays
         self.strain_gradients = "strain_gradients" in self.arrays
 
@@ -208,7 +218,7 @@ class StoreWriter:
         progress = Progress()
         compressors: Any = _compressors(compressor)
 
-        async def create_all() -> None:
+        async def create_all() -> tuple[Any, dict[str, Any]]:
             import asyncio
 
             group = await zarr.api.asynchronous.open_group(
@@ -217,21 +227,21 @@ class StoreWriter:
                     "structure_columns": list(STRUCTURE_COLUMNS),
                     "progress": progress.to_json()})
 
-            async def one(name: str, kind: str, tail: tuple[int, ...], dtype: str) -> None:
+            async def one(name: str, kind: str, tail: tuple[int, ...], dtype: str) -> Any:
                 row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize
                 rows = storage_rows(per_append[kind], row_bytes)
-                await group.create_array(
+                return await group.create_array(
                     name, shape=(CAPACITY, *tail), chunks=(rows, *tail), dtype=dtype,
                     compressors=compressors, fill_value=0)
 
-            await asyncio.gather(*(one(*spec) for spec in specs))
+            arrays = await asyncio.gather(*(one(*spec) for spec in specs))
+            return group, {spec[0]: a for spec, a in zip(specs, arrays)}
 
-        _sync(create_all())
-        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
-        writer = cls(group, progress)
-        zero = np.zeros(1, dtype=np.int64)
-        writer._write([("offsets", 0, zero)] + ([("gradient_offsets", 0, zero)] if gradients else []))
-        return writer
+        # The objects zarr returns are used as they are (no second round of
+        # metadata reads); the leading 0 of the offsets arrays is written with
+        # the first append (an unwritten chunk reads as the fill value, 0).
+        group, arrays = _sync(create_all())
+        return cls(zarr.Group(group), progress, arrays)
 
     @classmethod
     def open(cls, path: str | Path) -> StoreWriter:
@@ -267,7 +277,7 @@ class StoreWriter:
         writes = [
             ("features", r0, chunk.features),
             ("centers", r0, chunk.centers),
-            ("offsets", s0 + 1, r0 + rows),
+            ("offsets", s0 + 1, r0 + rows) if s0 else ("offsets", 0, np.r_[0, rows]),
             ("structures", s0, np.column_stack([chunk.n_atoms, file_index])),
         ]
         n_pairs = 0
@@ -279,7 +289,8 @@ class StoreWriter:
             writes += [
                 ("gradient_pairs", q0, pairs),
                 ("gradient_values", q0, chunk.gradient_values),
-                ("gradient_offsets", s0 + 1, q0 + np.cumsum(chunk.n_pairs, dtype=np.int64)),
+                ("gradient_offsets", s0 + 1, q0 + np.cumsum(chunk.n_pairs, dtype=np.int64))
+                if s0 else ("gradient_offsets", 0, np.r_[0, np.cumsum(chunk.n_pairs)]),
             ]
         if self.strain_gradients:
             writes.append(("strain_gradients", r0, chunk.strain_gradients))
@@ -311,7 +322,7 @@ class StoreWriter:
         }
 
         async def trim(name: str) -> None:
-            array = self.arrays[name].async_array
+            array = self.arrays[name]
             if array.shape[0] != lengths[name]:
                 # Chunks past the end were never written (or hold an
                 # interrupted chunk's data, which a resumed run overwrote).
@@ -334,7 +345,7 @@ class StoreWriter:
             import asyncio
 
             await asyncio.gather(*(
-                self.arrays[name].async_array.setitem(slice(start, start + len(data)), data)
+                self.arrays[name].setitem(slice(start, start + len(data)), data)
                 for name, start, data in writes if len(data)
             ))
 

@@ -34,12 +34,32 @@ def _bare(path: Path, d, gradients: bool) -> None:
     d.compute(frames, gradients=gradients)
 
 
-def _pipeline(path: Path, d, gradients: bool, out: Path, compressor="blosc") -> None:
+def _pipeline(path: Path, d, gradients: bool, out: Path, compressor="blosc",
+              featurize=None) -> None:
     import atomdesc
 
-    shutil.rmtree(out, ignore_errors=True)
-    atomdesc.featurize_dataset(path, d, out, gradients=gradients, progress=False,
-                               compressor=compressor)
+    (featurize or atomdesc.featurize_dataset)(path, d, out, gradients=gradients,
+                                              progress=False, compressor=compressor)
+
+
+def load_baseline(rev: str):
+    """``featurize_dataset`` of pipeline.py and store.py as they are at git ``rev``.
+
+    The rest of atomdesc (descriptors, kernels, reading) is the current one,
+    so a side-by-side run measures only what changed in the pipeline.
+    """
+    import types
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("store", "pipeline"):
+        text = subprocess.check_output(["git", "-C", str(root), "show",
+                                        f"{rev}:pkg/atomdesc/{name}.py"], text=True)
+        text = text.replace("from .store import", "from ._baseline_store import")
+        module = types.ModuleType(f"atomdesc._baseline_{name}")
+        module.__package__ = "atomdesc"
+        sys.modules[module.__name__] = module
+        exec(compile(text, f"{rev}:pkg/atomdesc/{name}.py", "exec"), module.__dict__)
+    return sys.modules["atomdesc._baseline_pipeline"].featurize_dataset
 
 
 #: (name, gradients, compressor) of the overhead runs.
@@ -47,33 +67,46 @@ CASES = [("features", False, "blosc"), ("gradients", True, "blosc"),
          ("gradients, uncompressed", True, None)]
 
 
-def overhead(repeats: int) -> dict:
+def overhead(repeats: int, baseline: str | None = None) -> dict:
+    """Medians of interleaved runs: the bare loop, the pipeline (and a baseline's).
+
+    What each side includes: the bare loop reads every frame with
+    ``ase.io.read`` and computes them with one ``d.compute(list)``, results
+    left in memory; the pipeline reads the same file frame by frame (ASE),
+    computes the same way chunk by chunk and writes the store (creation,
+    appends, progress records, trimming). Both run in this warmed-up process
+    (imports, zarr included, done); deleting the previous store is outside
+    the timed region.
+    """
     import atomdesc
     from atomdesc import examples
 
     d = atomdesc.descriptor_from_hypers(json.loads(examples.ACSF_N2P2.read_text()))
     out = Path(tempfile.mkdtemp()) / "bench.zarr"
+    sides = {"bare": lambda g, c, f: _bare(examples.STRUCTURES, d, g),
+             "pipeline": lambda g, c, f: _pipeline(examples.STRUCTURES, d, g, out, c)}
+    if baseline:
+        before = load_baseline(baseline)
+        sides["baseline"] = lambda g, c, f: _pipeline(examples.STRUCTURES, d, g, out, c, before)
     rows = {}
     for case, gradients, compressor in CASES:
-        # warm up both paths (imports, page cache, thread pools)
-        _bare(examples.STRUCTURES, d, gradients)
-        _pipeline(examples.STRUCTURES, d, gradients, out, compressor)
-        times: dict[str, list[float]] = {"bare": [], "pipeline": [], "bare_cpu": [],
-                                         "pipeline_cpu": []}
-        for _ in range(repeats):
-            for name, run in (("bare", lambda: _bare(examples.STRUCTURES, d, gradients)),
-                              ("pipeline", lambda: _pipeline(examples.STRUCTURES, d,
-                                                             gradients, out, compressor))):
+        times: dict[str, list[float]] = {}
+        for i in range(repeats + 1):  # the first round warms up
+            for name, run in sides.items():
+                shutil.rmtree(out, ignore_errors=True)
                 c0, t0 = time.process_time(), time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - t0)
-                times[name + "_cpu"].append(time.process_time() - c0)
+                run(gradients, compressor, None)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                if i:
+                    times.setdefault(name, []).append(wall)
+                    times.setdefault(name + "_cpu", []).append(cpu)
         med = {k: statistics.median(v) for k, v in times.items()}
-        rows[case] = {
-            **{k: round(v, 4) for k, v in med.items()},
-            "overhead_wall": round(med["pipeline"] / med["bare"] - 1, 3),
-            "overhead_cpu": round(med["pipeline_cpu"] / med["bare_cpu"] - 1, 3),
-        }
+        rows[case] = {k: round(v, 4) for k, v in med.items()}
+        for name in sides:
+            if name != "bare":
+                rows[case][f"overhead_wall_{name}"] = round(med[name] / med["bare"] - 1, 3)
+                rows[case][f"overhead_cpu_{name}"] = round(med[name + "_cpu"]
+                                                           / med["bare_cpu"] - 1, 3)
     shutil.rmtree(out.parent, ignore_errors=True)
     return rows
 
@@ -112,6 +145,7 @@ def breakdown(repeats: int) -> dict:
             setattr(owner, name, timed(name, f))
         for i in range(repeats + 1):
             run.clear()
+            shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
             _pipeline(examples.STRUCTURES, d, True, out)
             run["total"] = time.perf_counter() - t
@@ -131,24 +165,30 @@ def breakdown(repeats: int) -> dict:
             chunks.append([])
         chunks[-1].append(a)
     results = [pipeline.compute_chunk(d, c, options, 1) for c in chunks]
-    cpu = []
-    for _ in range(repeats):
-        shutil.rmtree(out, ignore_errors=True)
-        c0 = time.process_time()
-        w = store.StoreWriter.create(out, n_features=d.n_features, attrs={"n_features": d.n_features},
-                                     gradients=True, strain_gradients=False, expected=results[0])
-        for r in results:
-            w.append(r, [(0, 0)] * r.n_structures, (0, 0), [])
-        w.finish()
-        cpu.append(time.process_time() - c0)
+    def write_cpu(appends: list) -> float:
+        cpu = []
+        for _ in range(repeats):
+            shutil.rmtree(out, ignore_errors=True)
+            c0 = time.process_time()
+            w = store.StoreWriter.create(out, n_features=d.n_features,
+                                         attrs={"n_features": d.n_features}, gradients=True,
+                                         strain_gradients=False, expected=results[0])
+            for r in appends:
+                w.append(r, [(0, 0)] * r.n_structures, (0, 0), [])
+            w.finish()
+            cpu.append(time.process_time() - c0)
+        return statistics.median(cpu)
+
+    writer_cpu = {"one append per chunk": write_cpu(results),
+                  "one append": write_cpu([pipeline.merge_chunks(results)])}
     c0 = time.process_time()
     for _ in range(repeats):
         d.compute(frames, gradients=True, n_threads=1)
     compute_cpu = (time.process_time() - c0) / repeats
     shutil.rmtree(out.parent, ignore_errors=True)
     row = {k: round(statistics.median(v), 4) for k, v in spent.items()}
-    row["chunks"] = len(results)
-    row["writer_cpu"] = round(statistics.median(cpu), 4)
+    row["computed chunks"] = len(results)
+    row.update({f"writer_cpu, {k}": round(v, 4) for k, v in writer_cpu.items()})
     row["bare_compute_cpu"] = round(compute_cpu, 4)
     return row
 
@@ -218,13 +258,17 @@ def main() -> None:
                         help="dataset sizes in atoms for the memory test with gradients")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--baseline", default=None,
+                        help="also time pipeline.py and store.py of this git revision")
     args = parser.parse_args()
     import atomdesc
 
     print(f"atomdesc {atomdesc.__version__}, {os.cpu_count()} cpus, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     if not args.skip_overhead:
-        print(json.dumps({"overhead": overhead(args.repeats)}, indent=1), flush=True)
+        print(json.dumps({"overhead": overhead(args.repeats, args.baseline)}, indent=1),
+              flush=True)
+        print(f"load {os.getloadavg()[0]:.1f}", flush=True)
         print(json.dumps({"breakdown with gradients": breakdown(args.repeats)}, indent=1),
               flush=True)
     if not args.skip_memory:
