@@ -67,7 +67,8 @@ CASES = [("features", False, "blosc"), ("gradients", True, "blosc"),
          ("gradients, uncompressed", True, None)]
 
 
-def overhead(repeats: int, baseline: str | None = None) -> dict:
+def overhead(repeats: int, baseline: str | None = None, path: Path | None = None,
+             cases: list | None = None) -> dict:
     """Medians of interleaved runs: the bare loop, the pipeline (and a baseline's).
 
     What each side includes: the bare loop reads every frame with
@@ -83,13 +84,14 @@ def overhead(repeats: int, baseline: str | None = None) -> dict:
 
     d = atomdesc.descriptor_from_hypers(json.loads(examples.ACSF_N2P2.read_text()))
     out = Path(tempfile.mkdtemp()) / "bench.zarr"
-    sides = {"bare": lambda g, c, f: _bare(examples.STRUCTURES, d, g),
-             "pipeline": lambda g, c, f: _pipeline(examples.STRUCTURES, d, g, out, c)}
+    path = path or examples.STRUCTURES
+    sides = {"bare": lambda g, c, f: _bare(path, d, g),
+             "pipeline": lambda g, c, f: _pipeline(path, d, g, out, c)}
     if baseline:
         before = load_baseline(baseline)
-        sides["baseline"] = lambda g, c, f: _pipeline(examples.STRUCTURES, d, g, out, c, before)
+        sides["baseline"] = lambda g, c, f: _pipeline(path, d, g, out, c, before)
     rows = {}
-    for case, gradients, compressor in CASES:
+    for case, gradients, compressor in cases or CASES:
         times: dict[str, list[float]] = {}
         for i in range(repeats + 1):  # the first round warms up
             for name, run in sides.items():
@@ -258,6 +260,9 @@ def main() -> None:
                         help="dataset sizes in atoms for the memory test with gradients")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--overhead-atoms", type=int, default=10000,
+                        help="also measure the overhead on the examples repeated to this "
+                             "many atoms (0: not)")
     parser.add_argument("--baseline", default=None,
                         help="also time pipeline.py and store.py of this git revision")
     args = parser.parse_args()
@@ -269,6 +274,14 @@ def main() -> None:
         print(json.dumps({"overhead": overhead(args.repeats, args.baseline)}, indent=1),
               flush=True)
         print(f"load {os.getloadavg()[0]:.1f}", flush=True)
+        if args.overhead_atoms:
+            data = Path(tempfile.mkdtemp()) / "data.extxyz"
+            make_dataset(data, args.overhead_atoms)
+            rows = overhead(max(3, args.repeats // 2), args.baseline, data, CASES[:2])
+            print(json.dumps({f"overhead, {args.overhead_atoms} atoms": rows}, indent=1),
+                  flush=True)
+            shutil.rmtree(data.parent, ignore_errors=True)
+            print(f"load {os.getloadavg()[0]:.1f}", flush=True)
         print(json.dumps({"breakdown with gradients": breakdown(args.repeats)}, indent=1),
               flush=True)
     if not args.skip_memory:
