@@ -121,13 +121,15 @@ def featurize_dataset(
     :param average: ``"mean"`` or ``"sum"`` to store one row per structure.
     :param center_species: describe only atoms of these species.
     :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores).
-    :param chunk_size: most structures per chunk (the unit of work, of
-        writing and of resuming; default 10 000).
+    :param chunk_size: most structures per chunk (the unit of work; default 10 000).
     :param chunk_atoms: a chunk is closed when it holds this many atoms; the
         default keeps one chunk's results near 32 MB (estimated from the
         number of features, with 64 gradient pairs per atom), which bounds
-        memory whatever the dataset. Memory holds at most three chunks locally,
-        and two per worker thread with Dask.
+        memory whatever the dataset. The first chunks ramp up from 128 atoms.
+        Computed chunks are appended to the store together until they hold
+        about 32 MB (the unit of writing and of resuming). Memory holds at
+        most three chunks and one append locally, and two chunks per worker
+        thread with Dask.
     :param skip_invalid: record unreadable or invalid frames in the store's
         metadata and go on, instead of stopping with an error.
     :param overwrite: recompute a store that exists (finished or not) from scratch.

@@ -196,7 +196,7 @@ def breakdown(repeats: int) -> dict:
 
 
 _CHILD = r"""
-import json, resource, sys, time, atomdesc
+import json, sys, time, atomdesc
 from atomdesc import examples
 d = atomdesc.descriptor_from_hypers(json.loads(examples.ACSF_N2P2.read_text()))
 t = time.perf_counter()
@@ -204,7 +204,10 @@ s = atomdesc.featurize_dataset(sys.argv[1], d, sys.argv[2], gradients=sys.argv[3
                                progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t, "atoms": s.atoms,
                   "structures": s.structures,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec,
+                  # so a child of a large benchmark process would report the parent's
+                  "peak_rss_mb": [int(l.split()[1]) for l in open("/proc/self/status")
+                                  if l.startswith("VmHWM")][0] / 1024}))
 """
 
 
