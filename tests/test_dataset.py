@@ -339,19 +339,3 @@ def test_cli_example_command(tmp_path):
     assert "202 structures" in done.stdout and "open_features('ex.zarr')" in done.stdout
     store = atomdesc.open_features(tmp_path / "ex.zarr")
     assert len(store) == 202 and store.has_gradients
-
-
-def test_chunks_ramp_up_and_resume_where_they_would_have_been_cut(monkeypatch):
-    from atomdesc.io import Frame
-
-    monkeypatch.setattr(pipeline, "RAMP_ATOMS", 10)
-    water = molecule("H2O")
-    frames = [Frame(atoms=water, file_number=0, index=i) for i in range(40)]
-    chunks = list(pipeline._chunks(iter(frames), 1000, 60, 1))
-    # at most 10, 20, 40 atoms, then the chunk size (60): 4, 7, 14, 15 waters
-    # (a chunk closes once it holds at least its share)
-    assert [len(c) for c, _ in chunks] == [4, 7, 14, 15]
-    # a run resumed after the second chunk cuts the rest the same way
-    rest = list(pipeline._chunks(iter(frames[11:]), 1000, 60, 1, first=2))
-    assert [len(c) for c, _ in rest] == [14, 15]
-    assert [p for _, p in rest] == [p for _, p in chunks[2:]]

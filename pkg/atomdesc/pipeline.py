@@ -33,9 +33,6 @@ DEFAULT_CHUNK_SIZE = 10_000
 CHUNK_BYTES = 32 << 20
 #: Gradient pairs per atom assumed when sizing chunks (dense solids have ~50-100).
 PAIRS_PER_ATOM = 64
-#: The first chunks of a dataset hold at most 128, 256, 512, ... atoms (up to
-#: the chunk size), so computing starts while the rest is still being read.
-RAMP_ATOMS = 128
 #: Computed chunks are gathered and appended to the store together until
 #: their results hold this many bytes: zarr's cost is per append more than per
 #: byte, and a chunk sized for dense solids holds far less for molecules.
@@ -125,7 +122,7 @@ def featurize_dataset(
     :param chunk_atoms: a chunk is closed when it holds this many atoms; the
         default keeps one chunk's results near 32 MB (estimated from the
         number of features, with 64 gradient pairs per atom), which bounds
-        memory whatever the dataset. The first chunks ramp up from 128 atoms.
+        memory whatever the dataset.
         Computed chunks are appended to the store together until they hold
         about 32 MB (the unit of writing and of resuming). Memory holds at
         most three chunks and one append locally, and two chunks per worker
@@ -228,9 +225,7 @@ def featurize_dataset(
     try:
         if writer is None:
             pending.append((None, io_thread.submit(create)))
-        first = writer.progress.computed_chunks if writer is not None else 0
-        chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files),
-                         first)
+        chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files))
         submitted = False
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
@@ -448,26 +443,15 @@ def _bare_atoms(atoms: Any) -> Any:
 # ----------------------------------------------------------------- helpers
 
 
-def _chunks(frames: Iterator[Frame], size: int, max_atoms: int, n_files: int,
-            first: int = 0) -> Iterator[tuple[list[Frame], tuple[int, int]]]:
-    """Consecutive frames in chunks, each with the position of the frame after it.
-
-    Chunk ``k`` of the dataset (``first`` is the number of the first one, so
-    a resumed run cuts where an uninterrupted one does) holds at most
-    ``RAMP_ATOMS << k`` atoms while that is below ``max_atoms``.
-    """
+def _chunks(frames: Iterator[Frame], size: int, max_atoms: int,
+            n_files: int) -> Iterator[tuple[list[Frame], tuple[int, int]]]:
+    """Consecutive frames in chunks, each with the position of the frame after it."""
     chunk: list[Frame] = []
     atoms = 0
-    k = first
-
-    def cap(k: int) -> int:
-        return max_atoms if k >= 40 else min(max_atoms, RAMP_ATOMS << k)
-
     for frame in frames:
-        if chunk and (len(chunk) >= size or atoms >= cap(k)):
+        if chunk and (len(chunk) >= size or atoms >= max_atoms):
             yield chunk, (frame.file_number, frame.index)
             chunk, atoms = [], 0
-            k += 1
         chunk.append(frame)
         atoms += len(frame.atoms) if frame.atoms is not None else 0
     if chunk:
@@ -506,7 +490,6 @@ class _Batch:
         self.skipped: list[dict[str, Any]] = []
         self.next_position: tuple[int, int] | None = None
         self.nbytes = 0
-        self.count = 0
 
     def add(self, chunk: ChunkResult | None, frames: list[tuple[int, int]],
             next_position: tuple[int, int], skipped: list[dict[str, Any]]) -> None:
@@ -516,7 +499,6 @@ class _Batch:
         self.frames.extend(frames)
         self.skipped.extend(skipped)
         self.next_position = next_position
-        self.count += 1
 
     def flush(self, writer: StoreWriter) -> tuple[int, int]:
         """Append what is gathered as one chunk; return (structures, atoms) written."""
@@ -524,10 +506,10 @@ class _Batch:
             return 0, 0
         if self.chunks:
             chunk = merge_chunks(self.chunks)
-            writer.append(chunk, self.frames, self.next_position, self.skipped, self.count)
+            writer.append(chunk, self.frames, self.next_position, self.skipped)
             written = chunk.n_structures, int(chunk.n_atoms.sum())
         else:
-            writer.skip(self.next_position, self.skipped, self.count)
+            writer.skip(self.next_position, self.skipped)
             written = 0, 0
         self.__init__()  # type: ignore[misc]
         return written

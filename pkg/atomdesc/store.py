@@ -104,8 +104,7 @@ class ChunkResult:
 class Progress:
     """What part of a store is valid, and where reading resumes."""
 
-    chunks: int = 0  # appends
-    computed_chunks: int = 0  # pipeline chunks in those appends (sets the next chunks' size)
+    chunks: int = 0
     structures: int = 0
     rows: int = 0
     pairs: int = 0
@@ -263,14 +262,12 @@ class StoreWriter:
     # ------------------------------------------------------------------ append
 
     def append(self, chunk: ChunkResult, frames: list[tuple[int, int]],
-               next_position: tuple[int, int], skipped: list[dict[str, Any]],
-               computed_chunks: int = 1) -> None:
+               next_position: tuple[int, int], skipped: list[dict[str, Any]]) -> None:
         """Write one chunk after the valid data, then record it in the progress.
 
         :param frames: ``(file number, frame index)`` of each structure of ``chunk``.
         :param next_position: where reading resumes after this chunk.
         :param skipped: invalid frames of this chunk (recorded in the metadata).
-        :param computed_chunks: how many pipeline chunks ``chunk`` gathers.
         """
         p = self.progress
         s0, r0, q0 = p.structures, p.rows, p.pairs
@@ -300,7 +297,6 @@ class StoreWriter:
         self._write(writes)
         # Only now, with every array written, does the chunk count.
         p.chunks += 1
-        p.computed_chunks += computed_chunks
         p.structures = s1
         p.rows = r0 + int(rows[-1]) if len(rows) else r0
         p.pairs = q0 + n_pairs
@@ -309,11 +305,9 @@ class StoreWriter:
         p.skipped.extend(skipped)
         self._save_progress()
 
-    def skip(self, next_position: tuple[int, int], skipped: list[dict[str, Any]],
-             computed_chunks: int = 1) -> None:
+    def skip(self, next_position: tuple[int, int], skipped: list[dict[str, Any]]) -> None:
         """Record a chunk in which every frame was invalid."""
         self.progress.chunks += 1
-        self.progress.computed_chunks += computed_chunks
         self.progress.next_file, self.progress.next_index = next_position
         self.progress.skipped.extend(skipped)
         self._save_progress()
