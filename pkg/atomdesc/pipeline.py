@@ -504,15 +504,16 @@ class _Batch:
         """Append what is gathered as one chunk; return (structures, atoms) written."""
         if self.next_position is None:
             return 0, 0
-        if self.chunks:
-            chunk = merge_chunks(self.chunks)
-            writer.append(chunk, self.frames, self.next_position, self.skipped)
-            written = chunk.n_structures, int(chunk.n_atoms.sum())
-        else:
-            writer.skip(self.next_position, self.skipped)
-            written = 0, 0
+        chunks, frames, position, skipped = (self.chunks, self.frames, self.next_position,
+                                             self.skipped)
         self.__init__()  # type: ignore[misc]
-        return written
+        if not chunks:
+            writer.skip(position, skipped)
+            return 0, 0
+        chunk = merge_chunks(chunks)
+        del chunks  # the parts are freed before writing: the append is held once
+        writer.append(chunk, frames, position, skipped)
+        return chunk.n_structures, int(chunk.n_atoms.sum())
 
 
 def merge_chunks(chunks: list[ChunkResult]) -> ChunkResult:
