@@ -236,6 +236,183 @@ contains
     end do
   end subroutine invariant_derivs
 
+  !> All radial functions at r, written as wr(nfun) = w R(r), wdr = w dR/dr
+  !> (cubic Hermite spline; explicit shapes so the loops vectorise).
+  pure subroutine radial_scaled(r, w, rmax, nfun, ntab, tab, wr, wdr)
+    integer, intent(in) :: nfun, ntab
+    real(dp), intent(in) :: r, w, rmax, tab(nfun, 2, ntab)
+    real(dp), intent(out) :: wr(nfun), wdr(nfun)
+    integer :: i, k
+    real(dp) :: h, s, t, h00, h10, h01, h11, g00, g10, g01, g11
+    h = rmax / real(ntab - 1, dp)
+    s = r / h
+    i = min(int(s), ntab - 2)
+    t = s - real(i, dp)
+    i = i + 1
+    h00 = w * (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2
+    h10 = w * t * (1.0_dp - t)**2 * h
+    h01 = w * t * t * (3.0_dp - 2.0_dp * t)
+    h11 = w * t * t * (t - 1.0_dp) * h
+    g00 = w * 6.0_dp * t * (t - 1.0_dp) / h
+    g10 = w * (3.0_dp * t * t - 4.0_dp * t + 1.0_dp)
+    g01 = -g00
+    g11 = w * (3.0_dp * t * t - 2.0_dp * t)
+    do k = 1, nfun
+      wr(k) = h00 * tab(k, 1, i) + h10 * tab(k, 2, i) + h01 * tab(k, 1, i + 1) &
+              + h11 * tab(k, 2, i + 1)
+    end do
+    do k = 1, nfun
+      wdr(k) = g00 * tab(k, 1, i) + g10 * tab(k, 2, i) + g01 * tab(k, 1, i + 1) &
+               + g11 * tab(k, 2, i + 1)
+    end do
+  end subroutine radial_scaled
+
+  !> c(:, lm, a) += wr(:, l) y(lm): the density coefficients, n fastest.
+  pure subroutine accumulate_c(nmax, lmax, nlm, wr, y, c)
+    integer, intent(in) :: nmax, lmax, nlm
+    real(dp), intent(in) :: wr(nmax, 0:lmax), y(nlm)
+    real(dp), intent(inout) :: c(nmax, nlm)
+    integer :: l, lm, n
+    do l = 0, lmax
+      do lm = l * l + 1, l * l + 2 * l + 1
+        do n = 1, nmax
+          c(n, lm) = c(n, lm) + wr(n, l) * y(lm)
+        end do
+      end do
+    end do
+  end subroutine accumulate_c
+
+  !> ps(n1, n2, a1, a2, l) = sum_m c(n1, lm, a1) c(n2, lm, a2) for every pair of channels.
+  pure subroutine power_matrix(nmax, lmax, nlm, nchan, c, ps)
+    integer, intent(in) :: nmax, lmax, nlm, nchan
+    real(dp), intent(in) :: c(nmax, nlm, nchan)
+    real(dp), intent(out) :: ps(nmax, nmax, nchan, nchan, 0:lmax)
+    integer :: l, lm, a1, a2, n1, n2
+    real(dp) :: v
+    ps = 0.0_dp
+    do l = 0, lmax
+      do a2 = 1, nchan
+        do a1 = 1, nchan
+          do lm = l * l + 1, l * l + 2 * l + 1
+            do n2 = 1, nmax
+              v = c(n2, lm, a2)
+              do n1 = 1, nmax
+                ps(n1, n2, a1, a2, l) = ps(n1, n2, a1, a2, l) + c(n1, lm, a1) * v
+              end do
+            end do
+          end do
+        end do
+      end do
+    end do
+  end subroutine power_matrix
+
+  !> Per neighbour: yc(n, l, b) = sum_m y(lm) c(n, lm, b) and
+  !> gc(n, l, b, x) = sum_m g(lm, x) c(n, lm, b), g the gradient of Y_lm(r / |r|).
+  pure subroutine project_c(nmax, lmax, nlm, nchan, c, y, g, yc, gc)
+    integer, intent(in) :: nmax, lmax, nlm, nchan
+    real(dp), intent(in) :: c(nmax, nlm, nchan), y(nlm), g(nlm, 3)
+    real(dp), intent(out) :: yc(nmax, 0:lmax, nchan), gc(nmax, 0:lmax, nchan, 3)
+    integer :: l, lm, b, n, x
+    real(dp) :: v
+    yc = 0.0_dp
+    gc = 0.0_dp
+    do b = 1, nchan
+      do l = 0, lmax
+        do lm = l * l + 1, l * l + 2 * l + 1
+          v = y(lm)
+          do n = 1, nmax
+            yc(n, l, b) = yc(n, l, b) + v * c(n, lm, b)
+          end do
+        end do
+      end do
+    end do
+    do x = 1, 3
+      do b = 1, nchan
+        do l = 0, lmax
+          do lm = l * l + 1, l * l + 2 * l + 1
+            v = g(lm, x)
+            do n = 1, nmax
+              gc(n, l, b, x) = gc(n, l, b, x) + v * c(n, lm, b)
+            end do
+          end do
+        end do
+      end do
+    end do
+  end subroutine project_c
+
+  !> d(n1, n2, b, l, x) = d/dr_x of sum_m c(n1, lm, a) c(n2, lm, b) through the
+  !> neighbour's contribution to c(:, :, a) only: wdr(n1, l) u_x yc(n2, l, b)
+  !> + wr(n1, l) gc(n2, l, b, x).
+  pure subroutine pair_derivs(nmax, lmax, nchan, wr, wdr, u, yc, gc, d)
+    integer, intent(in) :: nmax, lmax, nchan
+    real(dp), intent(in) :: wr(nmax, 0:lmax), wdr(nmax, 0:lmax), u(3)
+    real(dp), intent(in) :: yc(nmax, 0:lmax, nchan), gc(nmax, 0:lmax, nchan, 3)
+    real(dp), intent(out) :: d(nmax, nmax, nchan, 0:lmax, 3)
+    integer :: l, b, x, n1, n2
+    real(dp) :: s1, s2
+    do x = 1, 3
+      do l = 0, lmax
+        do b = 1, nchan
+          do n2 = 1, nmax
+            s1 = u(x) * yc(n2, l, b)
+            s2 = gc(n2, l, b, x)
+            do n1 = 1, nmax
+              d(n1, n2, b, l, x) = wdr(n1, l) * s1 + wr(n1, l) * s2
+            end do
+          end do
+        end do
+      end do
+    end do
+  end subroutine pair_derivs
+
+  !> Gradient of every power-spectrum feature along x for a neighbour of
+  !> channel a: df(f) = ffac(f) (d(i1(f)) [a1 = a] + d(i2(f)) [a2 = a]).
+  pure subroutine power_feature_derivs(nf, nd, a, fa1, fa2, fi1, fi2, ffac, d, df)
+    integer, intent(in) :: nf, nd, a
+    integer, intent(in) :: fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+    real(dp), intent(in) :: ffac(nf), d(nd, 3)
+    real(dp), intent(out) :: df(nf, 3)
+    integer :: f, x
+    real(dp) :: v
+    do x = 1, 3
+      do f = 1, nf
+        v = 0.0_dp
+        if (fa1(f) == a) v = d(fi1(f), x)
+        if (fa2(f) == a) v = v + d(fi2(f), x)
+        df(f, x) = ffac(f) * v
+      end do
+    end do
+  end subroutine power_feature_derivs
+
+  !> grad(:, x, slot) += df(:, x) and dsum += df (the centre's share, -dsum, is written once).
+  pure subroutine scatter_grad(nf, df, g, dsum)
+    integer, intent(in) :: nf
+    real(dp), intent(in) :: df(nf, 3)
+    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
+    integer :: f, x
+    do x = 1, 3
+      do f = 1, nf
+        g(f, x) = g(f, x) + df(f, x)
+        dsum(f, x) = dsum(f, x) + df(f, x)
+      end do
+    end do
+  end subroutine scatter_grad
+
+  !> strain(:, y, x) += df(:, x) r(y): d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y.
+  pure subroutine scatter_strain(nf, df, rv, st)
+    integer, intent(in) :: nf
+    real(dp), intent(in) :: df(nf, 3), rv(3)
+    real(dp), intent(inout) :: st(nf, 3, 3)
+    integer :: f, x, y
+    do x = 1, 3
+      do y = 1, 3
+        do f = 1, nf
+          st(f, y, x) = st(f, y, x) + df(f, x) * rv(y)
+        end do
+      end do
+    end do
+  end subroutine scatter_strain
+
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
                           nmax, nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
@@ -250,8 +427,9 @@ contains
     logical, intent(in) :: want_grad, want_strain
     real(dp), intent(inout) :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
 
-    integer :: nc, nlm, nfun, nf, maxn, nt, ic
+    integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :)
+    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:)
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -266,6 +444,45 @@ contains
     if (nt <= 0) then
       nt = 1
       !$ nt = omp_get_max_threads()
+    end if
+
+    if (kind == KIND_POWER) then
+      ! where each feature reads the power matrix and the per-neighbour derivatives
+      nd = nmax * nmax * nchan * (lmax + 1)
+      ntab = size(rtab, 3)
+      allocate (fa1(nf), fa2(nf), fi1(nf), fi2(nf), psi(nf))
+      do f = 1, nf
+        fa1(f) = fmap(1, f)
+        fa2(f) = fmap(3, f)
+        fi1(f) = dindex(fmap(2, f), fmap(4, f), fmap(3, f), fmap(5, f))
+        fi2(f) = dindex(fmap(4, f), fmap(2, f), fmap(1, f), fmap(5, f))
+        psi(f) = fmap(2, f) + nmax * (fmap(4, f) - 1 + nmax * (fmap(1, f) - 1 &
+                 + nchan * (fmap(3, f) - 1 + nchan * fmap(5, f))))
+      end do
+      !$omp parallel num_threads(nt) default(shared) private(ic)
+      block
+        real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
+        real(dp), allocatable :: dy(:, :), q(:, :), cm(:), sm(:), ps(:), yc(:), gc(:), d(:)
+        real(dp), allocatable :: df(:, :), dsum(:, :)
+        integer, allocatable :: ent(:)
+        logical :: derivs
+        derivs = want_grad .or. want_strain
+        allocate (c(nmax, nlm, nchan), wr(nfun, maxn), wdr(nfun, maxn), y(nlm, maxn))
+        allocate (u(3, maxn), dy(3, nlm), q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax))
+        allocate (ps(nd * nchan), ent(maxn))
+        if (derivs) then
+          allocate (g(nlm, 3, maxn), yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
+          allocate (df(nf, 3), dsum(nf, 3))
+        end if
+        !$omp do schedule(dynamic, 4)
+        do ic = 1, nc
+          call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
+                                d, df, dsum, ent)
+        end do
+        !$omp end do
+      end block
+      !$omp end parallel
+      return
     end if
 
     !$omp parallel num_threads(nt) default(shared) private(ic)
@@ -296,6 +513,81 @@ contains
     !$omp end parallel
 
   contains
+
+    !> 1-based flat index of (n1, n2, b, l) in d(nmax, nmax, nchan, 0:lmax).
+    pure integer function dindex(n1, n2, b, l)
+      integer(c_int), intent(in) :: n1, n2, b, l
+      dindex = n1 + nmax * (n2 - 1 + nmax * (b - 1 + nchan * l))
+    end function dindex
+
+    !> Power spectrum of centre ic and, if derivs, its gradients, contracted
+    !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
+    !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
+    subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
+                                d, df, dsum, ent)
+      integer, intent(in) :: ic
+      logical, intent(in) :: derivs
+      real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
+      real(dp), intent(inout) :: dy(:, :), q(0:, 0:), cm(0:), sm(0:), ps(:), yc(:), gc(:)
+      real(dp), intent(inout) :: d(:), df(:, :), dsum(:, :)
+      integer, intent(inout) :: ent(:)
+      integer :: s0, nn, e, k, nk, a, lm, x, slot, cs
+      real(dp) :: r, ug
+
+      s0 = nbr_start(ic)
+      nn = nbr_start(ic + 1) - s0
+      c = 0.0_dp
+      cs = centre_species(ic)
+      c(:, 1, chan(cs)) = sw(cs) * self_c
+      nk = 0
+      do e = 1, nn
+        r = dist(s0 + e)
+        if (r >= rmax) cycle
+        nk = nk + 1
+        ent(nk) = s0 + e
+        u(:, nk) = vec(:, s0 + e) / r
+        call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, wr(:, nk), &
+                           wdr(:, nk))
+        call ylm_real(lmax, nrm, u(:, nk), derivs, y(:, nk), dy, q, cm, sm)
+        if (derivs) then
+          do lm = 1, nlm
+            ug = u(1, nk) * dy(1, lm) + u(2, nk) * dy(2, lm) + u(3, nk) * dy(3, lm)
+            do x = 1, 3
+              g(lm, x, nk) = (dy(x, lm) - ug * u(x, nk)) / r
+            end do
+          end do
+        end if
+        a = chan(nbr_species(s0 + e))
+        call accumulate_c(nmax, lmax, nlm, wr(:, nk), y(:, nk), c(:, :, a))
+      end do
+
+      call power_matrix(nmax, lmax, nlm, nchan, c, ps)
+      do k = 1, nf
+        feat(k, ic) = ffac(k) * ps(psi(k))
+      end do
+      if (.not. derivs) return
+
+      if (want_grad) then
+        do slot = slot_start(ic) + 1, slot_start(ic + 1)
+          grad(:, :, slot) = 0.0_dp
+        end do
+        dsum = 0.0_dp
+      end if
+      if (want_strain) strain(:, :, :, ic) = 0.0_dp
+      do k = 1, nk
+        e = ent(k)
+        a = chan(nbr_species(e))
+        call project_c(nmax, lmax, nlm, nchan, c, y(:, k), g(:, :, k), yc, gc)
+        call pair_derivs(nmax, lmax, nchan, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
+        call power_feature_derivs(nf, nd, a, fa1, fa2, fi1, fi2, ffac, d, df)
+        if (want_grad) call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
+        if (want_strain) call scatter_strain(nf, df, vec(:, e), strain(:, :, :, ic))
+      end do
+      if (want_grad) then
+        slot = centre_slot(ic)
+        grad(:, :, slot) = grad(:, :, slot) - dsum
+      end if
+    end subroutine power_one_centre
 
     subroutine one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
       integer, intent(in) :: ic
