@@ -79,8 +79,10 @@ contains
       cm(m) = u(1) * cm(m - 1) - u(2) * sm(m - 1)
       sm(m) = u(1) * sm(m - 1) + u(2) * cm(m - 1)
     end do
-    ! Q_l^m(z) = d^m P_l / dz^m, zero for m > l
-    q = 0.0_dp
+    ! Q_l^m(z) = d^m P_l / dz^m, zero for m > l (only Q_l^(l+1) is read)
+    do l = 0, lmax
+      q(l, l + 1) = 0.0_dp
+    end do
     dfact = 1.0_dp
     do m = 0, lmax
       if (m > 0) dfact = dfact * real(2 * m - 1, dp)
@@ -238,8 +240,9 @@ contains
 
   !> All radial functions at r, written as wr(nfun) = w R(r), wdr = w dR/dr
   !> (cubic Hermite spline; explicit shapes so the loops vectorise).
-  pure subroutine radial_scaled(r, w, rmax, nfun, ntab, tab, wr, wdr)
+  pure subroutine radial_scaled(r, w, rmax, nfun, ntab, tab, derivs, wr, wdr)
     integer, intent(in) :: nfun, ntab
+    logical, intent(in) :: derivs
     real(dp), intent(in) :: r, w, rmax, tab(nfun, 2, ntab)
     real(dp), intent(out) :: wr(nfun), wdr(nfun)
     integer :: i, k
@@ -261,6 +264,7 @@ contains
       wr(k) = h00 * tab(k, 1, i) + h10 * tab(k, 2, i) + h01 * tab(k, 1, i + 1) &
               + h11 * tab(k, 2, i + 1)
     end do
+    if (.not. derivs) return
     do k = 1, nfun
       wdr(k) = g00 * tab(k, 1, i) + g10 * tab(k, 2, i) + g01 * tab(k, 1, i + 1) &
                + g11 * tab(k, 2, i + 1)
@@ -546,8 +550,8 @@ contains
         nk = nk + 1
         ent(nk) = s0 + e
         u(:, nk) = vec(:, s0 + e) / r
-        call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, wr(:, nk), &
-                           wdr(:, nk))
+        call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, derivs, &
+                           wr(:, nk), wdr(:, nk))
         call ylm_real(lmax, nrm, u(:, nk), derivs, y(:, nk), dy, q, cm, sm)
         if (derivs) then
           do lm = 1, nlm
