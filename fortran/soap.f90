@@ -286,17 +286,43 @@ contains
     end do
   end subroutine accumulate_c
 
+  !> accumulate_c for four neighbours at once (c is loaded and stored once).
+  pure subroutine accumulate_c4(nmax, lmax, nlm, nfun, wr, y, c)
+    integer, intent(in) :: nmax, lmax, nlm, nfun
+    real(dp), intent(in) :: wr(nfun, 4), y(nlm, 4)
+    real(dp), intent(inout) :: c(nmax, nlm)
+    integer :: l, lm, n, o
+    real(dp) :: y1, y2, y3, y4
+    do l = 0, lmax
+      o = nmax * l
+      do lm = l * l + 1, l * l + 2 * l + 1
+        y1 = y(lm, 1)
+        y2 = y(lm, 2)
+        y3 = y(lm, 3)
+        y4 = y(lm, 4)
+        do n = 1, nmax
+          c(n, lm) = c(n, lm) + ((wr(o + n, 1) * y1 + wr(o + n, 2) * y2) &
+                                 + (wr(o + n, 3) * y3 + wr(o + n, 4) * y4))
+        end do
+      end do
+    end do
+  end subroutine accumulate_c4
+
   !> ps(n1, n2, a1, a2, l) = sum_m c(n1, lm, a1) c(n2, lm, a2) for every pair of channels.
-  pure subroutine power_matrix(nmax, lmax, nlm, nchan, c, ps)
+  pure subroutine power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
     integer, intent(in) :: nmax, lmax, nlm, nchan
+    logical, intent(in) :: present(nchan)
     real(dp), intent(in) :: c(nmax, nlm, nchan)
-    real(dp), intent(out) :: ps(nmax, nmax, nchan, nchan, 0:lmax)
+    real(dp), intent(inout) :: ps(nmax, nmax, nchan, nchan, 0:lmax)
     integer :: l, lm, a1, a2, n1, n2
     real(dp) :: v
-    ps = 0.0_dp
+    ! only blocks of channels present around the centre are computed (and read)
     do l = 0, lmax
       do a2 = 1, nchan
+        if (.not. present(a2)) cycle
         do a1 = 1, nchan
+          if (.not. present(a1)) cycle
+          ps(:, :, a1, a2, l) = 0.0_dp
           do lm = l * l + 1, l * l + 2 * l + 1
             do n2 = 1, nmax
               v = c(n2, lm, a2)
@@ -312,15 +338,16 @@ contains
 
   !> Per neighbour: yc(n, l, b) = sum_m y(lm) c(n, lm, b) and
   !> gc(n, l, b, x) = sum_m g(lm, x) c(n, lm, b), g the gradient of Y_lm(r / |r|).
-  pure subroutine project_c(nmax, lmax, nlm, nchan, c, y, g, yc, gc)
+  pure subroutine project_c(nmax, lmax, nlm, nchan, present, c, y, g, yc, gc)
     integer, intent(in) :: nmax, lmax, nlm, nchan
+    logical, intent(in) :: present(nchan)
     real(dp), intent(in) :: c(nmax, nlm, nchan), y(nlm), g(nlm, 3)
     real(dp), intent(out) :: yc(nmax, 0:lmax, nchan), gc(nmax, 0:lmax, nchan, 3)
     integer :: l, lm, b, n, x
     real(dp) :: v
-    yc = 0.0_dp
-    gc = 0.0_dp
     do b = 1, nchan
+      if (.not. present(b)) cycle
+      yc(:, :, b) = 0.0_dp
       do l = 0, lmax
         do lm = l * l + 1, l * l + 2 * l + 1
           v = y(lm)
@@ -332,6 +359,8 @@ contains
     end do
     do x = 1, 3
       do b = 1, nchan
+        if (.not. present(b)) cycle
+        gc(:, :, b, x) = 0.0_dp
         do l = 0, lmax
           do lm = l * l + 1, l * l + 2 * l + 1
             v = g(lm, x)
@@ -347,8 +376,9 @@ contains
   !> d(n1, n2, b, l, x) = d/dr_x of sum_m c(n1, lm, a) c(n2, lm, b) through the
   !> neighbour's contribution to c(:, :, a) only: wdr(n1, l) u_x yc(n2, l, b)
   !> + wr(n1, l) gc(n2, l, b, x).
-  pure subroutine pair_derivs(nmax, lmax, nchan, wr, wdr, u, yc, gc, d)
+  pure subroutine pair_derivs(nmax, lmax, nchan, present, wr, wdr, u, yc, gc, d)
     integer, intent(in) :: nmax, lmax, nchan
+    logical, intent(in) :: present(nchan)
     real(dp), intent(in) :: wr(nmax, 0:lmax), wdr(nmax, 0:lmax), u(3)
     real(dp), intent(in) :: yc(nmax, 0:lmax, nchan), gc(nmax, 0:lmax, nchan, 3)
     real(dp), intent(out) :: d(nmax, nmax, nchan, 0:lmax, 3)
@@ -357,6 +387,7 @@ contains
     do x = 1, 3
       do l = 0, lmax
         do b = 1, nchan
+          if (.not. present(b)) cycle
           do n2 = 1, nmax
             s1 = u(x) * yc(n2, l, b)
             s2 = gc(n2, l, b, x)
@@ -371,22 +402,53 @@ contains
 
   !> Gradient of every power-spectrum feature along x for a neighbour of
   !> channel a: df(f) = ffac(f) (d(i1(f)) [a1 = a] + d(i2(f)) [a2 = a]).
-  pure subroutine power_feature_derivs(nf, nd, a, fa1, fa2, fi1, fi2, ffac, d, df)
-    integer, intent(in) :: nf, nd, a
-    integer, intent(in) :: fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+  !> Only the nl features listed in fl (those with a channel a) are written,
+  !> df(j, x) for feature fl(j); a feature whose other channel is absent is 0.
+  pure subroutine power_feature_derivs(nf, nd, nchan, nl, a, fl, present, fa1, fa2, fi1, fi2, &
+                                       ffac, d, df)
+    integer, intent(in) :: nf, nd, nchan, nl, a
+    integer, intent(in) :: fl(nl), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+    logical, intent(in) :: present(nchan)
     real(dp), intent(in) :: ffac(nf), d(nd, 3)
-    real(dp), intent(out) :: df(nf, 3)
-    integer :: f, x
+    real(dp), intent(out) :: df(nl, 3)
+    integer :: j, f, x
     real(dp) :: v
     do x = 1, 3
-      do f = 1, nf
+      do j = 1, nl
+        f = fl(j)
         v = 0.0_dp
-        if (fa1(f) == a) v = d(fi1(f), x)
-        if (fa2(f) == a) v = v + d(fi2(f), x)
-        df(f, x) = ffac(f) * v
+        if (fa1(f) == a .and. present(fa2(f))) v = d(fi1(f), x)
+        if (fa2(f) == a .and. present(fa1(f))) v = v + d(fi2(f), x)
+        df(j, x) = ffac(f) * v
       end do
     end do
   end subroutine power_feature_derivs
+
+  !> scatter_grad / scatter_strain for the listed features only.
+  pure subroutine scatter_listed(nf, nl, fl, df, rv, want_grad, want_strain, g, dsum, st)
+    integer, intent(in) :: nf, nl, fl(nl)
+    real(dp), intent(in) :: df(nl, 3), rv(3)
+    logical, intent(in) :: want_grad, want_strain
+    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3), st(nf, 3, 3)
+    integer :: j, x, y
+    if (want_grad) then
+      do x = 1, 3
+        do j = 1, nl
+          g(fl(j), x) = g(fl(j), x) + df(j, x)
+          dsum(fl(j), x) = dsum(fl(j), x) + df(j, x)
+        end do
+      end do
+    end if
+    if (want_strain) then
+      do x = 1, 3
+        do y = 1, 3
+          do j = 1, nl
+            st(fl(j), y, x) = st(fl(j), y, x) + df(j, x) * rv(y)
+          end do
+        end do
+      end do
+    end if
+  end subroutine scatter_listed
 
   !> grad(:, x, slot) += df(:, x) and dsum += df (the centre's share, -dsum, is written once).
   pure subroutine scatter_grad(nf, df, g, dsum)
@@ -433,7 +495,9 @@ contains
 
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :)
-    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:)
+    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fl_start(:), fl(:)
+    integer :: a, j
+    real(dp), allocatable :: dummy(:, :, :)
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -463,17 +527,31 @@ contains
         psi(f) = fmap(2, f) + nmax * (fmap(4, f) - 1 + nmax * (fmap(1, f) - 1 &
                  + nchan * (fmap(3, f) - 1 + nchan * fmap(5, f))))
       end do
+      ! features that depend on the coefficients of each channel
+      allocate (fl_start(nchan + 1), fl(2 * nf), dummy(1, 1, 1))
+      j = 0
+      do a = 1, nchan
+        fl_start(a) = j
+        do f = 1, nf
+          if (fa1(f) == a .or. fa2(f) == a) then
+            j = j + 1
+            fl(j) = f
+          end if
+        end do
+      end do
+      fl_start(nchan + 1) = j
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
         real(dp), allocatable :: dy(:, :), q(:, :), cm(:), sm(:), ps(:), yc(:), gc(:), d(:)
         real(dp), allocatable :: df(:, :), dsum(:, :)
-        integer, allocatable :: ent(:)
+        integer, allocatable :: ent(:), kpos(:)
+        logical, allocatable :: present(:)
         logical :: derivs
         derivs = want_grad .or. want_strain
         allocate (c(nmax, nlm, nchan), wr(nfun, maxn), wdr(nfun, maxn), y(nlm, maxn))
         allocate (u(3, maxn), dy(3, nlm), q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax))
-        allocate (ps(nd * nchan), ent(maxn))
+        allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
         if (derivs) then
           allocate (g(nlm, 3, maxn), yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
           allocate (df(nf, 3), dsum(nf, 3))
@@ -481,7 +559,7 @@ contains
         !$omp do schedule(dynamic, 4)
         do ic = 1, nc
           call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
-                                d, df, dsum, ent)
+                                d, df, dsum, ent, kpos, present)
         end do
         !$omp end do
       end block
@@ -528,14 +606,15 @@ contains
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
     subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
-                                d, df, dsum, ent)
+                                d, df, dsum, ent, kpos, present)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
       real(dp), intent(inout) :: dy(:, :), q(0:, 0:), cm(0:), sm(0:), ps(:), yc(:), gc(:)
       real(dp), intent(inout) :: d(:), df(:, :), dsum(:, :)
-      integer, intent(inout) :: ent(:)
-      integer :: s0, nn, e, k, nk, a, lm, x, slot, cs
+      integer, intent(inout) :: ent(:), kpos(:)
+      logical, intent(inout) :: present(:)
+      integer :: s0, nn, e, k, nk, a, lm, x, slot, cs, nl
       real(dp) :: r, ug
 
       s0 = nbr_start(ic)
@@ -543,31 +622,63 @@ contains
       c = 0.0_dp
       cs = centre_species(ic)
       c(:, 1, chan(cs)) = sw(cs) * self_c
-      nk = 0
+      ! neighbours inside rmax, stored grouped by channel (kpos: where each group starts)
+      kpos = 0
+      do e = 1, nn
+        if (dist(s0 + e) >= rmax) cycle
+        a = chan(nbr_species(s0 + e))
+        kpos(a + 1) = kpos(a + 1) + 1
+      end do
+      do a = 1, nchan
+        kpos(a + 1) = kpos(a + 1) + kpos(a)
+      end do
+      nk = kpos(nchan + 1)
       do e = 1, nn
         r = dist(s0 + e)
         if (r >= rmax) cycle
-        nk = nk + 1
-        ent(nk) = s0 + e
-        u(:, nk) = vec(:, s0 + e) / r
+        a = chan(nbr_species(s0 + e))
+        kpos(a) = kpos(a) + 1
+        k = kpos(a)
+        ent(k) = s0 + e
+        u(:, k) = vec(:, s0 + e) / r
         call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, derivs, &
-                           wr(:, nk), wdr(:, nk))
-        call ylm_real(lmax, nrm, u(:, nk), derivs, y(:, nk), dy, q, cm, sm)
+                           wr(:, k), wdr(:, k))
+        call ylm_real(lmax, nrm, u(:, k), derivs, y(:, k), dy, q, cm, sm)
         if (derivs) then
           do lm = 1, nlm
-            ug = u(1, nk) * dy(1, lm) + u(2, nk) * dy(2, lm) + u(3, nk) * dy(3, lm)
+            ug = u(1, k) * dy(1, lm) + u(2, k) * dy(2, lm) + u(3, k) * dy(3, lm)
             do x = 1, 3
-              g(lm, x, nk) = (dy(x, lm) - ug * u(x, nk)) / r
+              g(lm, x, k) = (dy(x, lm) - ug * u(x, k)) / r
             end do
           end do
         end if
-        a = chan(nbr_species(s0 + e))
-        call accumulate_c(nmax, lmax, nlm, wr(:, nk), y(:, nk), c(:, :, a))
+      end do
+      ! kpos(a) is now the end of group a; accumulate four neighbours at a time
+      k = 1
+      do a = 1, nchan
+        do while (k + 3 <= kpos(a))
+          call accumulate_c4(nmax, lmax, nlm, nfun, wr(:, k:k + 3), y(:, k:k + 3), c(:, :, a))
+          k = k + 4
+        end do
+        do while (k <= kpos(a))
+          call accumulate_c(nmax, lmax, nlm, wr(:, k), y(:, k), c(:, :, a))
+          k = k + 1
+        end do
       end do
 
-      call power_matrix(nmax, lmax, nlm, nchan, c, ps)
+      ! channels with a density around this centre (kpos(a) is the end of group a)
+      present(1) = kpos(1) > 0
+      do a = 2, nchan
+        present(a) = kpos(a) > kpos(a - 1)
+      end do
+      present(chan(cs)) = .true.
+      call power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
       do k = 1, nf
-        feat(k, ic) = ffac(k) * ps(psi(k))
+        if (present(fa1(k)) .and. present(fa2(k))) then
+          feat(k, ic) = ffac(k) * ps(psi(k))
+        else
+          feat(k, ic) = 0.0_dp
+        end if
       end do
       if (.not. derivs) return
 
@@ -581,11 +692,25 @@ contains
       do k = 1, nk
         e = ent(k)
         a = chan(nbr_species(e))
-        call project_c(nmax, lmax, nlm, nchan, c, y(:, k), g(:, :, k), yc, gc)
-        call pair_derivs(nmax, lmax, nchan, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
-        call power_feature_derivs(nf, nd, a, fa1, fa2, fi1, fi2, ffac, d, df)
-        if (want_grad) call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
-        if (want_strain) call scatter_strain(nf, df, vec(:, e), strain(:, :, :, ic))
+        call project_c(nmax, lmax, nlm, nchan, present, c, y(:, k), g(:, :, k), yc, gc)
+        call pair_derivs(nmax, lmax, nchan, present, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
+        nl = fl_start(a + 1) - fl_start(a)
+        call power_feature_derivs(nf, nd, nchan, nl, a, fl(fl_start(a) + 1:fl_start(a + 1)), &
+                                  present, fa1, fa2, fi1, fi2, ffac, d, df)
+        if (nl == nf) then  ! every feature: contiguous loops
+          if (want_grad) call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
+          if (want_strain) call scatter_strain(nf, df, vec(:, e), strain(:, :, :, ic))
+        else if (want_grad .and. want_strain) then
+          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
+                              .true., .true., grad(:, :, nbr_slot(e)), dsum, strain(:, :, :, ic))
+        else if (want_grad) then
+          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
+                              .true., .false., grad(:, :, nbr_slot(e)), dsum, dummy)
+        else
+          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
+                              .false., .true., dummy(:, 1, 1), dummy(:, 1, 1), &
+                              strain(:, :, :, ic))
+        end if
       end do
       if (want_grad) then
         slot = centre_slot(ic)
