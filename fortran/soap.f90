@@ -528,18 +528,25 @@ contains
                  + nchan * (fmap(3, f) - 1 + nchan * fmap(5, f))))
       end do
       ! features that depend on the coefficients of each channel
-      allocate (fl_start(nchan + 1), fl(2 * nf), dummy(1, 1, 1))
-      j = 0
-      do a = 1, nchan
-        fl_start(a) = j
-        do f = 1, nf
-          if (fa1(f) == a .or. fa2(f) == a) then
-            j = j + 1
-            fl(j) = f
-          end if
-        end do
+      ! (one counting pass and one filling pass: nf can be large with many species)
+      allocate (fl_start(nchan + 2), fl(2 * nf), dummy(1, 1, 1))
+      fl_start = 0
+      do f = 1, nf
+        fl_start(fa1(f) + 2) = fl_start(fa1(f) + 2) + 1
+        if (fa2(f) /= fa1(f)) fl_start(fa2(f) + 2) = fl_start(fa2(f) + 2) + 1
       end do
-      fl_start(nchan + 1) = j
+      do a = 2, nchan + 2
+        fl_start(a) = fl_start(a) + fl_start(a - 1)
+      end do
+      do f = 1, nf
+        fl_start(fa1(f) + 1) = fl_start(fa1(f) + 1) + 1
+        fl(fl_start(fa1(f) + 1)) = f
+        if (fa2(f) /= fa1(f)) then
+          fl_start(fa2(f) + 1) = fl_start(fa2(f) + 1) + 1
+          fl(fl_start(fa2(f) + 1)) = f
+        end if
+      end do
+      ! fl_start(a) is now where the list of channel a starts (0-based)
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
