@@ -1,7 +1,7 @@
 # The two commands of the README. Each installs what a fresh machine lacks.
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-OUT ?= atomdesc-example.npz
+OUT ?= atomdesc-example.zarr
 
 .PHONY: example test install system-deps
 

@@ -77,6 +77,7 @@ class ACSF(Descriptor):
         cutoff_class = get_registry().cutoff(cutoff_name).obj
         self.cutoff = cutoff_class(self.r_cut, **cutoff_params)
         self._cutoff_args = self.cutoff.kernel_args()
+        self._labels = self._make_labels()
 
     # ---------------------------------------------------------------- metadata
 
@@ -96,6 +97,13 @@ class ACSF(Descriptor):
 
     @property
     def feature_labels(self) -> tuple[tuple[Any, ...], ...]:
+        return self._labels
+
+    @property
+    def batchable(self) -> bool:
+        return True  # every row is one centre's own
+
+    def _make_labels(self) -> tuple[tuple[Any, ...], ...]:
         labels: list[tuple[Any, ...]] = []
         for s in self.species:
             labels.append(("G1", s, 0))

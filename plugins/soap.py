@@ -550,6 +550,10 @@ class _DensityExpansion(Descriptor):
         return self._labels
 
     @property
+    def batchable(self) -> bool:
+        return self.average == "off"  # an averaged row belongs to its whole structure
+
+    @property
     def n_features(self) -> int:
         return len(self._labels)
 

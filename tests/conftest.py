@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -119,3 +121,36 @@ def checks():
         relative_error=relative_error,
         random_rotation=random_rotation,
     )
+
+
+# ------------------------------------------------ the example third-party plugin
+
+EXAMPLE_PLUGIN = Path(__file__).parent / "fixtures" / "atomdesc-example-plugin"
+
+
+def fake_distribution(path: Path, name: str, entry_points: dict[str, str]) -> None:
+    """Make ``path`` look like an installed distribution with atomdesc entry points."""
+    dist = path / f"{name.replace('-', '_')}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    (dist / "entry_points.txt").write_text(f"[atomdesc]\n{lines}")
+
+
+@pytest.fixture
+def example_plugin(tmp_path, monkeypatch):
+    """The example plugin package on sys.path, as if pip-installed."""
+    fake_distribution(tmp_path, "atomdesc-example-plugin", {"example": "atomdesc_example_plugin"})
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("ATOMDESC_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    atomdesc.reload_plugins()
+    yield tmp_path
+    monkeypatch.undo()
+    atomdesc.reload_plugins()
+
+
+@pytest.fixture
+def make_distribution():
+    """fake_distribution(path, name, entry_points), for tests that add plugins of their own."""
+    return fake_distribution

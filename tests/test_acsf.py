@@ -259,3 +259,39 @@ def test_hypers_round_trip_and_labels():
     assert isinstance(atomdesc.ACSF(species=["H"], r_cut=3.0), atomdesc.Descriptor)
     assert atomdesc.ACSF(species=["H"], r_cut=3.0) == atomdesc.descriptor(
         "acsf", species=["H"], r_cut=3.0)
+
+
+def test_molecules_of_a_list_are_computed_together_bit_identically(triclinic):
+    from ase.build import molecule
+
+    d = acsf(["H", "C", "O", "Si"])
+    structures = [molecule("CH4"), triclinic, molecule("CH3CH2OH"), molecule("H2O")]
+    for s in structures[::2]:
+        s.rattle(0.02, seed=6)
+    structures[3].positions += 500.0  # far from the origin: no effect
+    results = d.compute(structures, gradients=True, strain_gradients=True, centers=[0, 2])
+    for atoms, res in zip(structures, results):
+        single = d.compute(atoms, gradients=True, strain_gradients=True, centers=[0, 2])
+        np.testing.assert_array_equal(res.centers, [0, 2])
+        assert res.n_atoms == len(atoms)
+        np.testing.assert_array_equal(res.features, single.features)
+        np.testing.assert_array_equal(res.gradient_pairs, single.gradient_pairs)
+        np.testing.assert_array_equal(res.gradient_values, single.gradient_values)
+        np.testing.assert_array_equal(res.strain_gradients, single.strain_gradients)
+        assert res.hypers == d.hypers
+
+
+def test_errors_in_a_list_name_the_structure():
+    from ase.build import molecule
+
+    d = acsf(["H", "C", "O"])
+    bad = molecule("H2O")
+    bad.positions[0, 0] = np.nan
+    with pytest.raises(ValueError, match="structure 1: positions contain NaN"):
+        d.compute([molecule("CH4"), bad])
+    close = molecule("H2O")
+    close.positions[2] = close.positions[1] + [1e-3, 0, 0]
+    with pytest.raises(ValueError, match="structure 1: atom 1 is 0.001 Å from atom 2"):
+        d.compute([molecule("CH4"), close])
+    with pytest.raises(ValueError, match="structure 1: centers out of range"):
+        d.compute([molecule("CH4"), molecule("H2O")], centers=[4])

@@ -182,26 +182,6 @@ def test_cli_audit_full(tmp_path, capsys):
     assert (tmp_path / "r" / "xpm_sigma_min_map.png").exists()
 
 
-EXAMPLE_PLUGIN = __import__("pathlib").Path(__file__).parent / "fixtures" / "atomdesc-example-plugin"
-
-
-@pytest.fixture
-def example_plugin(tmp_path, monkeypatch):
-    """The example third-party plugin package, registered through its entry point."""
-    dist = tmp_path / "atomdesc_example_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: atomdesc-example-plugin\n"
-                                   "Version: 1.0\n")
-    (dist / "entry_points.txt").write_text("[atomdesc]\nexample = atomdesc_example_plugin\n")
-    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("ATOMDESC_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    atomdesc.reload_plugins()
-    yield tmp_path
-    monkeypatch.undo()
-    atomdesc.reload_plugins()
-
-
 def test_audit_of_the_example_plugin_family(example_plugin, tmp_path):
     """The test plugin's family (entry point, third-party cutoff) audits end to end."""
     d = atomdesc.descriptor("coordination", species=["H", "C", "O"], r_cut=3.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,31 +11,6 @@ from ase.build import molecule
 import atomdesc
 from atomdesc.registry import PluginLoadWarning, Registry, make_plugin_manager
 from atomdesc.splines import hermite_evaluate
-
-EXAMPLE_PLUGIN = Path(__file__).parent / "fixtures" / "atomdesc-example-plugin"
-
-
-def fake_distribution(path: Path, name: str, entry_points: dict[str, str]) -> None:
-    """Make ``path`` look like an installed distribution with atomdesc entry points."""
-    dist = path / f"{name.replace('-', '_')}-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
-    (dist / "entry_points.txt").write_text(f"[atomdesc]\n{lines}")
-
-
-@pytest.fixture
-def example_plugin(tmp_path, monkeypatch):
-    """The example plugin package on sys.path, as if pip-installed."""
-    fake_distribution(tmp_path, "atomdesc-example-plugin", {"example": "atomdesc_example_plugin"})
-    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("ATOMDESC_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    atomdesc.reload_plugins()
-    yield tmp_path
-    monkeypatch.undo()
-    atomdesc.reload_plugins()
-
 
 def test_builtins_are_listed_with_their_origin():
     rows = {r["name"]: r for r in atomdesc.families()}
@@ -89,7 +63,7 @@ def test_spline_table_accuracy(example_plugin):
     assert np.max(np.abs(df - dexact)) <= 1e-5 * np.max(np.abs(dexact))
 
 
-def test_broken_plugin_is_reported_and_others_still_work(example_plugin, monkeypatch):
+def test_broken_plugin_is_reported_and_others_still_work(example_plugin, make_distribution):
     (example_plugin / "broken_atomdesc_plugin.py").write_text("raise ImportError('no numpy 0.1')\n")
     (example_plugin / "typo_atomdesc_plugin.py").write_text(textwrap.dedent("""
         import atomdesc
@@ -98,8 +72,8 @@ def test_broken_plugin_is_reported_and_others_still_work(example_plugin, monkeyp
         def atomdesc_familys():  # misspelled hook: must be refused, not ignored
             return []
     """))
-    fake_distribution(example_plugin, "broken-plugin", {"broken": "broken_atomdesc_plugin"})
-    fake_distribution(example_plugin, "typo-plugin", {"typo": "typo_atomdesc_plugin"})
+    make_distribution(example_plugin, "broken-plugin", {"broken": "broken_atomdesc_plugin"})
+    make_distribution(example_plugin, "typo-plugin", {"typo": "typo_atomdesc_plugin"})
     with pytest.warns(PluginLoadWarning) as caught:
         registry = atomdesc.reload_plugins()
     messages = " ".join(str(w.message) for w in caught)

@@ -20,6 +20,13 @@ from .registry import PluginLoadWarning, get_registry, hookimpl, reload_plugins
 from .result import DescriptorResult
 from .system import System
 
+_LAZY = {
+    "featurize_dataset": ("pipeline", "featurize_dataset"),
+    "open_features": ("store", "open_features"),
+    "FeatureStore": ("store", "FeatureStore"),
+    "FrameSource": ("io", "FrameSource"),
+}
+
 try:
     __version__ = version("atomdesc")
 except PackageNotFoundError:  # pragma: no cover - running from an unusual layout
@@ -31,6 +38,8 @@ __all__ = [
     "CutoffFunction",
     "Descriptor",
     "DescriptorResult",
+    "FeatureStore",
+    "FrameSource",
     "PluginLoadWarning",
     "RadialBasis",
     "SOAP",
@@ -39,9 +48,11 @@ __all__ = [
     "descriptor",
     "descriptor_from_hypers",
     "families",
+    "featurize_dataset",
     "get_registry",
     "hookimpl",
     "max_threads",
+    "open_features",
     "reload_plugins",
 ]
 
@@ -95,4 +106,9 @@ def __getattr__(name: str) -> Any:
         from .plugins import soap
 
         return getattr(soap, name)
+    if name in _LAZY:  # the dataset pipeline imports zarr: only when used
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'atomdesc' has no attribute {name!r}")

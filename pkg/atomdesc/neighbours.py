@@ -50,18 +50,26 @@ def compute_neighbours(
         are closer than ``min_distance``.
     """
     _check_periodic_images(system, r_cut, min_distance)
-    # One vesin thread: its pair order is then fixed for a given input, so
-    # results never depend on threading (sorted=True groups pairs by centre).
-    calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=True, sorted=True,
-                                    n_threads=1)
-    i, j, shifts, d, vectors = calculator.compute(
-        system.positions, box_for_neighbour_list(system), system.pbc, quantities="ijSdD"
-    )
+    if system.is_periodic:
+        # One vesin thread: its pair order is then fixed for a given input, so
+        # results never depend on threading (sorted=True groups pairs by centre).
+        calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=True, sorted=True,
+                                        n_threads=1)
+        i, j, shifts, d, vectors = calculator.compute(
+            system.positions, box_for_neighbour_list(system), system.pbc, quantities="ijSdD"
+        )
+    else:
+        i, j, shifts, d, vectors = _molecular_pairs(system, r_cut)
     if len(d) and d.min() < min_distance:
         k = int(np.argmin(d))
-        what = "its own periodic image" if i[k] == j[k] else f"atom {j[k]}"
+        a, b, where = int(i[k]), int(j[k]), ""
+        if system.fragments is not None:  # name the molecule and its own atom indices
+            molecule = int(np.searchsorted(system.fragments, a, side="right")) - 1
+            a, b = a - system.fragments[molecule], b - system.fragments[molecule]
+            where = f"structure {molecule}: "
+        what = "its own periodic image" if a == b else f"atom {b}"
         raise ValueError(
-            f"atom {i[k]} is {d[k]:.3g} Å from {what}, closer than min_distance="
+            f"{where}atom {a} is {d[k]:.3g} Å from {what}, closer than min_distance="
             f"{min_distance} Å (overlapping atoms)"
         )
     atom_start = np.searchsorted(i, np.arange(len(system) + 1))
@@ -80,6 +88,39 @@ def compute_neighbours(
         distances=d[take],
         shifts=shifts[take],
     )
+
+
+def _molecular_pairs(system: System, r_cut: float):
+    """Pairs of a non-periodic system (or of several molecules at once), in (i, j) order.
+
+    Molecules given together are laid out side by side, far apart, for one
+    vesin call; vectors and distances are then recomputed from the original
+    positions, so a molecule gets bit-identical neighbours alone or in a batch.
+    """
+    positions = system.positions
+    if system.fragments is not None and len(system.fragments) > 2:
+        fragment = np.repeat(np.arange(len(system.fragments) - 1), np.diff(system.fragments))
+        lowest = np.minimum.reduceat(positions, system.fragments[:-1], axis=0)
+        extent = (np.maximum.reduceat(positions, system.fragments[:-1], axis=0) - lowest).max()
+        spacing = extent + 2.0 * r_cut + 1.0
+        laid_out = positions - lowest[fragment]
+        laid_out[:, 0] += spacing * fragment
+    else:
+        laid_out = positions
+    # a hair beyond r_cut, then the exact test below on the original positions
+    calculator = vesin.NeighborList(cutoff=float(r_cut) * (1 + 1e-9) + 1e-9, full_list=True,
+                                    sorted=False, n_threads=1)
+    i, j = calculator.compute(laid_out, np.zeros((3, 3)), False, quantities="ij")
+    i = i.astype(np.int64, copy=False)
+    j = j.astype(np.int64, copy=False)
+    order = np.argsort(i * len(positions) + j)
+    i, j = i[order], j[order]
+    vectors = positions[j] - positions[i]
+    d = np.sqrt((vectors * vectors).sum(axis=1))
+    keep = d < r_cut
+    if not keep.all():
+        i, j, vectors, d = i[keep], j[keep], vectors[keep], d[keep]
+    return i, j, np.zeros((len(i), 3), dtype=np.int64), d, vectors
 
 
 #: Refuse neighbour lists that could exceed this many pairs (tens of GB).

@@ -51,6 +51,30 @@ class DescriptorResult:
         dense[self.gradient_pairs[:, 0], self.gradient_pairs[:, 1]] = self.gradient_values
         return dense
 
+    def split(self, centers: list[np.ndarray], atom_start: np.ndarray) -> list[DescriptorResult]:
+        """Cut a result of several molecules computed together into one per molecule.
+
+        :param centers: each molecule's centres (its own atom indices), in row order.
+        :param atom_start: first atom of each molecule in the merged system (and the total).
+        """
+        row_start = np.zeros(len(centers) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in centers], out=row_start[1:])
+        if self.gradient_pairs is not None:
+            pair_start = np.searchsorted(self.gradient_pairs[:, 0], row_start)
+        parts = []
+        for k, local in enumerate(centers):
+            r0, r1 = row_start[k], row_start[k + 1]
+            part = DescriptorResult(self.features[r0:r1], local,
+                                    int(atom_start[k + 1] - atom_start[k]), self.feature_labels)
+            if self.gradient_pairs is not None and self.gradient_values is not None:
+                p0, p1 = pair_start[k], pair_start[k + 1]
+                part.gradient_pairs = self.gradient_pairs[p0:p1] - [r0, atom_start[k]]
+                part.gradient_values = self.gradient_values[p0:p1]
+            if self.strain_gradients is not None:
+                part.strain_gradients = self.strain_gradients[r0:r1]
+            parts.append(part)
+        return parts
+
     def reduce(self, how: str = "mean") -> DescriptorResult:
         """Per-structure features: the mean (``"mean"``) or sum (``"sum"``) over centres.
 

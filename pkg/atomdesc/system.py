@@ -21,6 +21,9 @@ class System:
     numbers: np.ndarray
     cell: np.ndarray
     pbc: np.ndarray
+    #: For several molecules computed as one: the first atom of each molecule
+    #: (plus the total). Atoms of different molecules are never neighbours.
+    fragments: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -75,6 +78,38 @@ class System:
             raise ValueError(f"pbc must be one or three booleans, got {pbc.tolist()}")
         _check_cell(cell, pbc)
         return cls(positions, numbers.astype(np.int64), cell, pbc)
+
+
+def merge_molecules(structures: list[Any]) -> System:
+    """Several non-periodic structures as one System with ``fragments`` set.
+
+    Validation is vectorised over all structures; when anything is wrong,
+    each structure is checked on its own so the error names the culprit.
+    """
+    try:
+        positions = np.concatenate([s.positions for s in structures]).astype(np.float64)
+        numbers = np.concatenate([s.numbers for s in structures])
+        counts = np.array([len(s.numbers) for s in structures])
+        valid = (
+            positions.ndim == 2 and positions.shape[1] == 3 and len(positions) == len(numbers)
+            and (counts > 0).all() and np.isfinite(positions).all()
+            and np.issubdtype(numbers.dtype, np.integer)
+            and numbers.min() >= 1 and numbers.max() < len(chemical_symbols)
+            and not any(s.pbc.any() for s in structures)
+        )
+    except (AttributeError, ValueError, TypeError):
+        valid = False
+    if not valid:
+        for index, structure in enumerate(structures):
+            try:
+                System.from_atoms(structure)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"structure {index}: {exc}") from None
+        raise ValueError("these structures cannot be computed together")  # pragma: no cover
+    fragments = np.zeros(len(structures) + 1, dtype=np.int64)
+    np.cumsum(counts, out=fragments[1:])
+    return System(positions, numbers.astype(np.int64), np.zeros((3, 3)),
+                  np.zeros(3, dtype=bool), fragments)
 
 
 def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:

@@ -1,0 +1,159 @@
+"""Lazy frame sources: structures read one at a time, each with its provenance.
+
+A :class:`FrameSource` turns what a user points at (a file, many files, a
+glob, an ASE database, or structures already in memory) into a stream of
+:class:`Frame` objects, each carrying the file it came from and its index in
+that file. Nothing is read until the stream is iterated, and only one frame
+is held at a time, so the dataset pipeline can walk inputs of any size.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The ``file`` of frames that were given as objects rather than read from disk.
+IN_MEMORY = "<memory>"
+
+
+class FrameReadError(ValueError):
+    """A frame could not be read; names the file and the frame index."""
+
+    def __init__(self, file: str, index: int, reason: str) -> None:
+        self.file = file
+        self.index = index
+        self.reason = reason
+        super().__init__(f"{file}, frame {index}: {reason}")
+
+
+@dataclass
+class Frame:
+    """One structure and where it came from.
+
+    ``atoms`` is None when the frame could not be read; ``error`` then says why.
+    """
+
+    atoms: Any
+    file_number: int
+    index: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where reading resumes: frame ``index`` of input file ``file_number``."""
+
+    file_number: int = 0
+    index: int = 0
+
+
+class FrameSource:
+    """Structures from files, globs or memory, read lazily frame by frame.
+
+    :param source: a path (any format ASE reads: extxyz, ASE db, CIF,
+        POSCAR, ...), a glob pattern, a list of those, an :class:`ase.Atoms`
+        or a list of :class:`ase.Atoms`.
+    :param format: the ASE format name, when it cannot be guessed from the file.
+    :raises FileNotFoundError: for a path that does not exist or a glob that
+        matches nothing.
+
+    >>> from atomdesc import examples
+    >>> source = FrameSource(examples.STRUCTURES)
+    >>> frame = next(iter(source))
+    >>> (source.files[frame.file_number] == str(examples.STRUCTURES), frame.index)
+    (True, 0)
+    """
+
+    def __init__(self, source: Any, format: str | None = None) -> None:
+        self.format = format
+        self._atoms: list[Any] | None = None
+        if _is_atoms(source):
+            source = [source]
+        if isinstance(source, (list, tuple)) and source and all(_is_atoms(a) for a in source):
+            self._atoms = list(source)
+            self.files = [IN_MEMORY]
+            return
+        if isinstance(source, (str, os.PathLike)):
+            source = [source]
+        if not isinstance(source, (list, tuple)) or not source:
+            raise TypeError(
+                "source must be a path, a glob, a list of paths, or ase.Atoms objects; "
+                f"got {type(source).__name__}"
+            )
+        self.files = expand_paths(source)
+
+    def __repr__(self) -> str:
+        if self._atoms is not None:
+            return f"FrameSource(<{len(self._atoms)} structures in memory>)"
+        return f"FrameSource({self.files!r})"
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, start: Position = Position()) -> Iterator[Frame]:
+        """Frames in order from ``start`` on.
+
+        A file that cannot be opened, or a frame that cannot be parsed, yields
+        one frame with ``atoms=None`` and ``error`` set; reading then goes on
+        with the next file (a parser cannot be trusted after a failure).
+        """
+        if self._atoms is not None:
+            for index in range(start.index if start.file_number == 0 else len(self._atoms),
+                               len(self._atoms)):
+                yield Frame(self._atoms[index], 0, index)
+            return
+        import ase.io
+
+        for file_number in range(start.file_number, len(self.files)):
+            path = self.files[file_number]
+            first = start.index if file_number == start.file_number else 0
+            index = first
+            try:
+                for atoms in ase.io.iread(path, index=slice(first, None), format=self.format):
+                    yield Frame(atoms, file_number, index)
+                    index += 1
+            except Exception as exc:  # ASE raises anything from a bad file
+                yield Frame(None, file_number, index, error=_describe(exc))
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Paths as given, with glob patterns expanded (sorted), as strings.
+
+    :raises FileNotFoundError: for a missing path or a glob matching nothing.
+    """
+    files: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.exists(p):
+            files.append(p)
+        elif glob.has_magic(p):
+            matches = sorted(glob.glob(p, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {p!r}")
+            files.extend(matches)
+        else:
+            raise FileNotFoundError(f"no such file: {p!r}")
+    return files
+
+
+def file_signature(path: str) -> dict[str, Any]:
+    """Size and modification time, to tell if an input changed between runs."""
+    if path == IN_MEMORY:
+        return {"path": path}
+    st = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _is_atoms(obj: Any) -> bool:
+    return all(hasattr(obj, a) for a in ("positions", "numbers", "cell", "pbc")) and not isinstance(
+        obj, (str, os.PathLike)
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"cannot read: {type(exc).__name__}: {text}" if str(exc).strip() else f"cannot read: {text}"

@@ -1,0 +1,529 @@
+"""The dataset pipeline: featurize many structures into a feature store.
+
+Frames are read lazily (:mod:`atomdesc.io`), grouped into chunks of
+consecutive structures, computed in parallel (threads locally, or the workers
+of a ``dask.distributed.Client``) and appended to a zarr store
+(:mod:`atomdesc.store`) in input order. At most a few chunks are in flight,
+so memory does not grow with the dataset. After each chunk's data the store
+records how far it got; running the same call again resumes there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase.data import atomic_numbers
+
+from .descriptor import Descriptor, max_threads
+from .io import Frame, FrameReadError, FrameSource, Position, file_signature
+from .store import ChunkResult, FeatureStore, StoreWriter, is_store, remove_store
+from .system import System
+
+#: Most structures in one chunk by default.
+DEFAULT_CHUNK_SIZE = 10_000
+#: Default budget of one chunk's results; sets how many atoms a chunk holds.
+CHUNK_BYTES = 32 << 20
+#: Gradient pairs per atom assumed when sizing chunks (dense solids have ~50-100).
+PAIRS_PER_ATOM = 64
+
+
+def default_chunk_atoms(n_features: int, gradients: bool, strain_gradients: bool) -> int:
+    """Atoms per chunk so that one chunk's results take about :data:`CHUNK_BYTES`."""
+    per_atom = 8 * n_features * (1 + (3 * PAIRS_PER_ATOM if gradients else 0)
+                                 + (9 if strain_gradients else 0))
+    return max(64, CHUNK_BYTES // per_atom)
+
+
+@dataclass
+class DatasetSummary:
+    """What :func:`featurize_dataset` did."""
+
+    path: str
+    structures: int
+    atoms: int
+    rows: int
+    n_features: int
+    computed_structures: int
+    computed_atoms: int
+    elapsed: float
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    resumed: bool = False
+    up_to_date: bool = False
+
+    def __str__(self) -> str:
+        if self.up_to_date:
+            head = (f"{self.path} is already complete: {self.structures} structures, "
+                    f"{self.atoms} atoms, {self.n_features} features (nothing to do; "
+                    "use --overwrite to recompute)")
+            return head
+        rate_s = self.computed_structures / self.elapsed if self.elapsed > 0 else float("inf")
+        rate_a = self.computed_atoms / self.elapsed if self.elapsed > 0 else float("inf")
+        lines = [
+            f"featurized {self.computed_structures} structures ({self.computed_atoms} atoms) "
+            f"in {self.elapsed:.2f} s: {rate_s:,.0f} structures/s, {rate_a:,.0f} atoms/s"
+            + (" (resumed)" if self.resumed else ""),
+            f"store: {self.structures} structures, {self.atoms} atoms, {self.rows} rows x "
+            f"{self.n_features} features",
+        ]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} invalid frames (listed in the store's "
+                         "metadata, store.skipped)")
+        return "\n".join(lines)
+
+
+def featurize_dataset(
+    source: Any,
+    descriptor: Descriptor | dict[str, Any],
+    store: str | Path,
+    client: Any = None,
+    *,
+    gradients: bool = False,
+    strain_gradients: bool = False,
+    average: str | None = None,
+    center_species: list[str | int] | None = None,
+    n_threads: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_atoms: int | None = None,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    format: str | None = None,
+    compressor: str | None = "blosc",
+) -> DatasetSummary:
+    """Featurize a dataset of any size into a chunked zarr store.
+
+    :param source: what to read: a path (extxyz, ASE db, CIF, POSCAR, anything
+        ASE reads), a glob, a list of paths, or a list of :class:`ase.Atoms`
+        (or a :class:`~atomdesc.io.FrameSource`).
+    :param descriptor: a descriptor, or its hyper-parameters (with ``"family"``).
+    :param store: the output directory (``.zarr``).
+    :param client: a ``dask.distributed.Client``: chunks are computed on its
+        workers (the result is bitwise identical to a local run). ``None``
+        computes locally on threads.
+    :param gradients: also store position gradients (sparse, result layout).
+    :param strain_gradients: also store strain gradients.
+    :param average: ``"mean"`` or ``"sum"`` to store one row per structure.
+    :param center_species: describe only atoms of these species.
+    :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores).
+    :param chunk_size: most structures per chunk (the unit of work, of
+        writing and of resuming; default 10 000).
+    :param chunk_atoms: a chunk is closed when it holds this many atoms; the
+        default keeps one chunk's results near 32 MB (estimated from the
+        number of features, with 64 gradient pairs per atom), which bounds
+        memory whatever the dataset. Memory holds at most three chunks locally,
+        and two per worker thread with Dask.
+    :param skip_invalid: record unreadable or invalid frames in the store's
+        metadata and go on, instead of stopping with an error.
+    :param overwrite: recompute a store that exists (finished or not) from scratch.
+    :param progress: show a progress bar; ``None`` shows it when stderr is a terminal.
+    :param format: ASE format name, when it cannot be guessed from the file names.
+    :param compressor: ``"blosc"`` (lz4, default: fast), ``"zstd"`` (smaller) or ``None``.
+    :return: a :class:`DatasetSummary`.
+    :raises FrameReadError: for an unreadable or invalid frame (naming the file
+        and frame index) unless ``skip_invalid``.
+    :raises ValueError: if ``store`` holds a different computation and not ``overwrite``.
+
+    Running the same call again after an interruption computes only the
+    chunks that are missing; on a finished store it does nothing.
+    """
+    import zarr  # noqa: F401  (imported before the clock starts: it takes a while)
+
+    started = time.perf_counter()
+    d = _as_descriptor(descriptor)
+    frames = source if isinstance(source, FrameSource) else FrameSource(source, format=format)
+    options = _check_options(d, gradients, strain_gradients, average, center_species)
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if chunk_atoms is None:
+        chunk_atoms = default_chunk_atoms(d.n_features, gradients, strain_gradients)
+    if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
+        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+
+    attrs = {
+        "hypers": d.hypers,
+        "family": d.name,
+        "n_features": d.n_features,
+        "feature_labels": json.loads(json.dumps(d.feature_labels)),
+        "feature_label_names": list(d.feature_label_names),
+        "atomdesc_version": _version(),
+        "inputs": list(frames.files),
+        "input_signatures": [file_signature(f) for f in frames.files],
+        "options": options,
+    }
+    path = Path(store)
+    writer, resumed = _open_writer(path, attrs, d, options, overwrite)
+    if writer is not None and writer.progress.complete:
+        return _summary(store, writer, 0, 0, time.perf_counter() - started, resumed,
+                        up_to_date=True)
+    position = Position() if writer is None else Position(writer.progress.next_file,
+                                                          writer.progress.next_index)
+
+    runner = _DaskRunner(client, d) if client is not None else _LocalRunner(d, n_threads)
+    bar = _progress_bar(progress)
+    # One thread writes the chunks in input order; zarr's file writes release
+    # the GIL, so writing overlaps with computing the next chunks. A new store
+    # is created when the first chunk is done, its storage chunks sized to it.
+    io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atomdesc-writer")
+    done: dict[str, Any] = {"structures": 0, "atoms": 0, "failed": False, "writer": writer}
+
+    def write(chunk_frames: list[Frame], next_position: tuple[int, int], future: Any) -> None:
+        if done["failed"]:  # never append after a chunk that failed: order is the format
+            return
+        try:
+            chunk = future.result() if future is not None else None
+            if done["writer"] is None:
+                done["writer"] = StoreWriter.create(
+                    path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
+                    strain_gradients=options["strain_gradients"], compressor=compressor,
+                    expected=chunk)
+            n_s, n_a = _write(done["writer"], frames, chunk_frames, next_position, chunk,
+                              skip_invalid)
+        except BaseException:
+            done["failed"] = True
+            raise
+        done["structures"] += n_s
+        done["atoms"] += n_a
+        _update_bar(bar, n_s, n_a, started)
+
+    pending: deque[tuple[Any, Any]] = deque()
+    try:
+        chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files))
+        for chunk_frames, next_position in chunks:
+            good = [f.atoms for f in chunk_frames if f.atoms is not None]
+            future = runner.submit(good, options) if good else None
+            pending.append((future, io_thread.submit(write, chunk_frames, next_position, future)))
+            while len(pending) >= runner.max_in_flight:
+                pending.popleft()[1].result()
+        while pending:
+            pending.popleft()[1].result()
+        if done["writer"] is None:  # no input at all: an empty, complete store
+            write([], (len(frames.files), 0), None)
+        writer = done["writer"]
+        writer.finish()
+    finally:
+        for future, written in pending:
+            written.cancel()
+            runner.cancel(future)
+        io_thread.shutdown(wait=True, cancel_futures=True)
+        runner.close()
+        if bar is not None:
+            bar.close()
+    return _summary(store, writer, done["structures"], done["atoms"],
+                    time.perf_counter() - started, resumed)
+
+
+# ------------------------------------------------------------ chunk compute
+
+
+_DESCRIPTORS: dict[str, Descriptor] = {}
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def compute_chunk(
+    descriptor: Descriptor | dict[str, Any], structures: list[Any], options: dict[str, Any],
+    n_threads: int = 1,
+) -> ChunkResult:
+    """Compute consecutive structures into one :class:`ChunkResult` (one task).
+
+    Each structure runs in its own kernel call with one OpenMP thread, on a
+    pool of ``n_threads`` threads, so results do not depend on where or how
+    parallel the chunk runs. A structure whose input is invalid gets no rows
+    and an entry in ``errors``.
+    """
+    d = _as_descriptor(descriptor)
+    if n_threads > 1 and len(structures) > 1:
+        pool = _POOLS.get(n_threads)
+        if pool is None:
+            pool = _POOLS[n_threads] = ThreadPoolExecutor(max_workers=n_threads)
+        outcomes = list(pool.map(lambda a: _compute_structure(d, a, options), structures))
+    else:
+        outcomes = [_compute_structure(d, a, options) for a in structures]
+    return _concatenate(outcomes, d.n_features, options)
+
+
+def _compute_structure(d: Descriptor, atoms: Any, options: dict[str, Any]) -> Any:
+    try:
+        centers = None
+        if options["center_species"]:
+            system = System.from_atoms(atoms)
+            d.check_species(system)
+            centers = np.flatnonzero(np.isin(system.numbers, options["center_numbers"]))
+            if centers.size == 0:
+                if options["average"]:
+                    raise ValueError(
+                        f"no atom of species {options['center_species']} to average over"
+                    )
+                return len(system)
+            atoms = system
+        result = d.compute(atoms, centers=centers, gradients=options["gradients"],
+                           strain_gradients=options["strain_gradients"], n_threads=1)
+        if options["average"]:
+            result = result.reduce(options["average"])
+        return result
+    except ValueError as exc:
+        return exc
+
+
+def _concatenate(outcomes: list[Any], n_features: int, options: dict[str, Any]) -> ChunkResult:
+    from .result import DescriptorResult
+
+    results: list[DescriptorResult] = []
+    n_atoms, n_rows, n_pairs, errors = [], [], [], []
+    for position, r in enumerate(outcomes):
+        if isinstance(r, Exception):
+            errors.append((position, str(r)))
+            continue
+        if isinstance(r, int):  # no centre of the selected species: no rows
+            r = DescriptorResult(
+                features=np.zeros((0, n_features)), centers=np.zeros(0, dtype=np.int64),
+                n_atoms=r, gradient_pairs=np.zeros((0, 2), dtype=np.int64),
+                gradient_values=np.zeros((0, 3, n_features)),
+                strain_gradients=np.zeros((0, 3, 3, n_features)),
+            )
+        results.append(r)
+        n_atoms.append(r.n_atoms)
+        n_rows.append(len(r.features))
+        if options["gradients"]:
+            n_pairs.append(len(r.gradient_pairs))
+    chunk = ChunkResult(
+        features=_cat([r.features for r in results], (0, n_features), np.float64),
+        centers=_cat([np.asarray(r.centers, dtype=np.int64) for r in results], (0,), np.int64),
+        n_rows=np.asarray(n_rows, dtype=np.int64),
+        n_atoms=np.asarray(n_atoms, dtype=np.int64),
+        errors=errors,
+    )
+    if options["gradients"]:
+        rows = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.int64)
+        chunk.gradient_pairs = _cat(
+            [r.gradient_pairs + np.array([start, 0]) for r, start in zip(results, rows)],
+            (0, 2), np.int64)
+        chunk.gradient_values = _cat([r.gradient_values for r in results],
+                                     (0, 3, n_features), np.float64)
+        chunk.n_pairs = np.asarray(n_pairs, dtype=np.int64)
+    if options["strain_gradients"]:
+        chunk.strain_gradients = _cat([r.strain_gradients for r in results],
+                                      (0, 3, 3, n_features), np.float64)
+    return chunk
+
+
+def _cat(arrays: list[np.ndarray], empty: tuple[int, ...], dtype: Any) -> np.ndarray:
+    if not arrays:
+        return np.zeros(empty, dtype=dtype)
+    return np.ascontiguousarray(np.concatenate(arrays), dtype=dtype)
+
+
+# ------------------------------------------------------------------ runners
+
+
+class _LocalRunner:
+    """Chunks computed on a background thread while the next one is read."""
+
+    #: One chunk read, one computed, one written at a time.
+    max_in_flight = 3
+
+    def __init__(self, d: Descriptor, n_threads: int | None) -> None:
+        self.d = d
+        self.n_threads = n_threads or max_threads()
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def submit(self, structures: list[Any], options: dict[str, Any]) -> Any:
+        return self.pool.submit(compute_chunk, self.d, structures, options, self.n_threads)
+
+    @staticmethod
+    def result(future: Any) -> ChunkResult:
+        return future.result()
+
+    @staticmethod
+    def cancel(future: Any) -> None:
+        if future is not None:
+            future.cancel()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _DaskRunner:
+    """Chunks computed on the workers of a ``dask.distributed.Client``."""
+
+    def __init__(self, client: Any, d: Descriptor) -> None:
+        self.client = client
+        self.hypers = d.hypers
+        threads = sum(client.nthreads().values()) or 1
+        self.max_in_flight = max(2, 2 * threads)
+
+    def submit(self, structures: list[Any], options: dict[str, Any]) -> Any:
+        # Only what the computation reads travels to the workers.
+        payload = [_bare_atoms(a) for a in structures]
+        return self.client.submit(compute_chunk, self.hypers, payload, options, 1, pure=False)
+
+    @staticmethod
+    def result(future: Any) -> ChunkResult:
+        return future.result()
+
+    @staticmethod
+    def cancel(future: Any) -> None:
+        if future is not None:
+            future.cancel()
+
+    def close(self) -> None:
+        pass
+
+
+def _bare_atoms(atoms: Any) -> Any:
+    from ase import Atoms
+
+    return Atoms(numbers=np.asarray(atoms.numbers), positions=np.asarray(atoms.positions),
+                 cell=np.asarray(atoms.cell[:]), pbc=np.asarray(atoms.pbc))
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _chunks(frames: Iterator[Frame], size: int, max_atoms: int,
+            n_files: int) -> Iterator[tuple[list[Frame], tuple[int, int]]]:
+    """Consecutive frames in chunks, each with the position of the frame after it."""
+    chunk: list[Frame] = []
+    atoms = 0
+    for frame in frames:
+        if chunk and (len(chunk) >= size or atoms >= max_atoms):
+            yield chunk, (frame.file_number, frame.index)
+            chunk, atoms = [], 0
+        chunk.append(frame)
+        atoms += len(frame.atoms) if frame.atoms is not None else 0
+    if chunk:
+        yield chunk, (n_files, 0)
+
+
+def _write(writer: StoreWriter, source: FrameSource, frames: list[Frame],
+           next_position: tuple[int, int], chunk: ChunkResult | None,
+           skip_invalid: bool) -> tuple[int, int]:
+    """Check a computed chunk, append it to the store; return (structures, atoms) written."""
+    good = [f for f in frames if f.atoms is not None]
+    bad: list[tuple[Frame, str]] = [(f, f.error or "cannot read") for f in frames
+                                    if f.atoms is None]
+    failed = {pos for pos, _ in chunk.errors} if chunk is not None else set()
+    if chunk is not None:
+        bad.extend((good[pos], message) for pos, message in chunk.errors)
+    if bad:
+        bad.sort(key=lambda fm: (fm[0].file_number, fm[0].index))
+        if not skip_invalid:
+            frame, message = bad[0]
+            raise FrameReadError(source.files[frame.file_number], frame.index, message)
+    skipped = [{"file": source.files[f.file_number], "index": f.index, "error": m}
+               for f, m in bad]
+    if chunk is None or chunk.n_structures == 0:
+        writer.skip(next_position, skipped)
+        return 0, 0
+    written = [(f.file_number, f.index) for pos, f in enumerate(good) if pos not in failed]
+    writer.append(chunk, written, next_position, skipped)
+    return chunk.n_structures, int(chunk.n_atoms.sum())
+
+
+def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict[str, Any],
+                 overwrite: bool) -> tuple[StoreWriter | None, bool]:
+    """The writer of an existing store to resume, or None for a new store."""
+    if path.exists() and overwrite:
+        remove_store(path)
+    if path.exists():
+        if not is_store(path):
+            raise ValueError(f"{path} exists and is not an atomdesc feature store")
+        writer = StoreWriter.open(path)
+        old = writer.attrs
+        for key, what in (("hypers", "hyper-parameters"), ("options", "options"),
+                          ("inputs", "input files"), ("input_signatures", "input files")):
+            if old.get(key) != attrs[key]:
+                state = "finished" if writer.progress.complete else "unfinished"
+                raise ValueError(
+                    f"{path} holds a {state} run with other {what}; use overwrite=True "
+                    "(--overwrite) to replace it, or another output path"
+                )
+        return writer, writer.progress.chunks > 0 or writer.progress.complete
+    return None, False
+
+
+def _check_options(d: Descriptor, gradients: bool, strain_gradients: bool, average: str | None,
+                   center_species: list[str | int] | None) -> dict[str, Any]:
+    if gradients and not d.supports_gradients:
+        raise ValueError(f"family {d.name!r} does not provide position gradients")
+    if strain_gradients and not d.supports_strain_gradients:
+        raise ValueError(f"family {d.name!r} does not provide strain gradients")
+    if average not in (None, "mean", "sum"):
+        raise ValueError(f"average must be 'mean', 'sum' or None, got {average!r}")
+    species: list[str] = []
+    if center_species:
+        from .descriptor import normalise_species
+
+        species = normalise_species(center_species)
+        unknown = [s for s in species if s not in d.species]
+        if unknown:
+            raise ValueError(f"center_species {unknown} are not in the descriptor's "
+                             f"species {d.species}")
+    return {
+        "gradients": bool(gradients),
+        "strain_gradients": bool(strain_gradients),
+        "average": average,
+        "center_species": species,
+        "center_numbers": [atomic_numbers[s] for s in species],
+    }
+
+
+def _as_descriptor(descriptor: Descriptor | dict[str, Any]) -> Descriptor:
+    if isinstance(descriptor, Descriptor):
+        return descriptor
+    if isinstance(descriptor, dict):
+        key = json.dumps(descriptor, sort_keys=True)
+        d = _DESCRIPTORS.get(key)
+        if d is None:
+            from . import descriptor_from_hypers
+
+            d = _DESCRIPTORS[key] = descriptor_from_hypers(descriptor)
+        return d
+    raise TypeError(f"descriptor must be a Descriptor or its hypers, got {type(descriptor).__name__}")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _progress_bar(progress: bool | None) -> Any:
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm stays quiet when stderr is not a terminal.
+    return tqdm(unit=" structures", disable=None if progress is None else False,
+                dynamic_ncols=True)
+
+
+def _update_bar(bar: Any, structures: int, atoms: int, started: float) -> None:
+    if bar is None or bar.disable:
+        return
+    bar.atoms = getattr(bar, "atoms", 0) + atoms
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    bar.set_postfix_str(f"{bar.atoms / elapsed:,.0f} atoms/s", refresh=False)
+    bar.update(structures)
+
+
+def _summary(store: str | Path, writer: StoreWriter, computed_structures: int,
+             computed_atoms: int, elapsed: float, resumed: bool,
+             up_to_date: bool = False) -> DatasetSummary:
+    p = writer.progress
+    return DatasetSummary(
+        path=str(store), structures=p.structures, atoms=p.atoms, rows=p.rows,
+        n_features=int(writer.attrs["n_features"]),
+        computed_structures=computed_structures, computed_atoms=computed_atoms,
+        elapsed=elapsed, skipped=list(p.skipped), resumed=resumed, up_to_date=up_to_date,
+    )
+
+
+__all__ = ["DatasetSummary", "FeatureStore", "compute_chunk", "featurize_dataset"]

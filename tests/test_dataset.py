@@ -1,0 +1,274 @@
+"""The dataset pipeline: featurize_dataset, the zarr store, resume, Dask, bad data, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.db import connect
+
+import atomdesc
+from atomdesc import examples
+from atomdesc.io import FrameReadError
+from atomdesc.store import StoreWriter
+
+HYPERS = json.loads(examples.ACSF_N2P2.read_text())
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """A small, mixed slice of the bundled examples (molecules and periodic cells)."""
+    everything = ase.io.read(examples.STRUCTURES, ":")
+    return everything[:12] + everything[-12:]
+
+
+@pytest.fixture
+def dataset(tmp_path, frames):
+    path = tmp_path / "data.extxyz"
+    ase.io.write(path, frames)
+    return path
+
+
+@pytest.fixture(scope="module")
+def d():
+    return atomdesc.descriptor_from_hypers(HYPERS)
+
+
+def store_arrays(path: Path) -> dict[str, bytes]:
+    """Every file of a store (data and metadata) as bytes, by relative path."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+def test_round_trip_features_and_gradients(tmp_path, dataset, frames, d):
+    out = tmp_path / "out.zarr"
+    summary = atomdesc.featurize_dataset(dataset, d, out, gradients=True,
+                                         strain_gradients=True, chunk_size=5, progress=False)
+    assert summary.structures == len(frames) and summary.atoms == sum(map(len, frames))
+    store = atomdesc.open_features(out)
+    assert store.progress.chunks == 5  # 24 structures, 5 per chunk
+    expected = d.compute(frames, gradients=True, strain_gradients=True)
+    assert len(store) == len(frames)
+    np.testing.assert_array_equal(store.features[:],
+                                  np.concatenate([r.features for r in expected]))
+    np.testing.assert_array_equal(store.offsets,
+                                  np.cumsum([0] + [len(a) for a in frames]))
+    for i, r in enumerate(expected):
+        got = store[i]
+        np.testing.assert_array_equal(got.features, r.features)
+        np.testing.assert_array_equal(got.centers, r.centers)
+        np.testing.assert_array_equal(got.gradient_pairs, r.gradient_pairs)
+        np.testing.assert_array_equal(got.gradient_values, r.gradient_values)
+        np.testing.assert_array_equal(got.strain_gradients, r.strain_gradients)
+        assert got.n_atoms == len(frames[i])
+        assert store.provenance(i) == (str(dataset), i)
+    # metadata: hypers, labels, version, inputs
+    assert store.descriptor() == d
+    assert store.feature_labels == [tuple(json.loads(json.dumps(lab))) for lab in d.feature_labels]
+    assert store.attrs["atomdesc_version"] == atomdesc.__version__
+    assert store.inputs == [str(dataset)]
+    np.testing.assert_array_equal(store.frame_index, np.arange(len(frames)))
+    # the flat gradient arrays refer to rows of the flat features
+    rows = store.gradient_pairs[:, 0]
+    assert rows.min() == 0 and rows.max() == store.features.shape[0] - 1
+
+
+def test_average_and_center_species(tmp_path, dataset, frames, d):
+    out = tmp_path / "mean.zarr"
+    atomdesc.featurize_dataset(dataset, d, out, gradients=True, average="mean", progress=False)
+    store = atomdesc.open_features(out)
+    assert store.features.shape == (len(frames), d.n_features)
+    for i in (0, len(frames) - 1):
+        r = d.compute(frames[i], gradients=True).reduce("mean")
+        np.testing.assert_array_equal(store[i].features, r.features)
+        np.testing.assert_array_equal(store[i].gradient_values, r.gradient_values)
+
+    out = tmp_path / "si.zarr"
+    atomdesc.featurize_dataset(dataset, d, out, center_species=["Si"], progress=False)
+    store = atomdesc.open_features(out)
+    n_si = [int((a.numbers == 14).sum()) for a in frames]
+    np.testing.assert_array_equal(np.diff(store.offsets), n_si)
+    i = next(i for i, a in enumerate(frames) if (a.numbers == 14).any())
+    si = np.flatnonzero(frames[i].numbers == 14)
+    np.testing.assert_array_equal(store[i].features, d.compute(frames[i], centers=si).features)
+
+
+def test_resume_after_interruption(tmp_path, dataset, frames, d, monkeypatch):
+    reference = tmp_path / "ref.zarr"
+    atomdesc.featurize_dataset(dataset, d, reference, gradients=True, chunk_size=4,
+                               progress=False)
+
+    out = tmp_path / "out.zarr"
+    calls = {"n": 0}
+    save = StoreWriter._save_progress
+
+    def killed_on_third_chunk(self):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third chunk's data are on disk, its record is not
+            raise KeyboardInterrupt
+        save(self)
+
+    monkeypatch.setattr(StoreWriter, "_save_progress", killed_on_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        atomdesc.featurize_dataset(dataset, d, out, gradients=True, chunk_size=4,
+                                   progress=False)
+    monkeypatch.setattr(StoreWriter, "_save_progress", save)
+
+    with pytest.raises(ValueError, match="incomplete"):
+        atomdesc.open_features(out)
+    partial = atomdesc.open_features(out, allow_incomplete=True)
+    assert len(partial) == 8 and partial.progress.chunks == 2
+    np.testing.assert_array_equal(partial[7].features, atomdesc.open_features(reference)[7].features)
+
+    summary = atomdesc.featurize_dataset(dataset, d, out, gradients=True, chunk_size=4,
+                                         progress=False)
+    assert summary.resumed and summary.computed_structures == len(frames) - 8
+    assert store_arrays(out) == store_arrays(reference)
+
+    # a finished store: nothing to do, unless overwrite
+    again = atomdesc.featurize_dataset(dataset, d, out, gradients=True, progress=False)
+    assert again.up_to_date and again.computed_structures == 0
+    fresh = atomdesc.featurize_dataset(dataset, d, out, gradients=True, overwrite=True,
+                                       progress=False)
+    assert fresh.computed_structures == len(frames)
+    # a different computation is refused without overwrite
+    with pytest.raises(ValueError, match="other options"):
+        atomdesc.featurize_dataset(dataset, d, out, progress=False)
+
+
+def test_dask_local_cluster_gives_identical_store(tmp_path, dataset, d):
+    distributed = pytest.importorskip("dask.distributed")
+    local = tmp_path / "local.zarr"
+    atomdesc.featurize_dataset(dataset, d, local, gradients=True, strain_gradients=True,
+                               chunk_size=5, progress=False)
+    remote = tmp_path / "dask.zarr"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        atomdesc.featurize_dataset(dataset, d, remote, client, gradients=True,
+                                   strain_gradients=True, chunk_size=5, progress=False)
+    assert store_arrays(remote) == store_arrays(local)
+
+
+def test_bad_file_and_bad_frame(tmp_path, frames, d):
+    good = tmp_path / "good.extxyz"
+    ase.io.write(good, frames[:3])
+    bad_frame = tmp_path / "bad_frame.extxyz"
+    iron = molecule("H2O")
+    iron.symbols[0] = "Fe"  # not in the descriptor's species
+    ase.io.write(bad_frame, [frames[0], iron, frames[1]])
+    garbage = tmp_path / "garbage.extxyz"
+    garbage.write_text("3\nnot an extxyz comment\nthis is not a structure\n")
+
+    with pytest.raises(FrameReadError, match=r"bad_frame\.extxyz, frame 1: .*Fe"):
+        atomdesc.featurize_dataset([good, bad_frame], d, tmp_path / "a.zarr", progress=False)
+    with pytest.raises(FrameReadError, match=r"garbage\.extxyz, frame 0: cannot read"):
+        atomdesc.featurize_dataset([garbage, good], d, tmp_path / "b.zarr", progress=False)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        atomdesc.featurize_dataset(tmp_path / "missing.xyz", d, tmp_path / "c.zarr")
+
+    out = tmp_path / "skip.zarr"
+    summary = atomdesc.featurize_dataset([good, bad_frame, garbage], d, out, skip_invalid=True,
+                                         chunk_size=2, progress=False)
+    store = atomdesc.open_features(out)
+    assert len(store) == 5 and len(summary.skipped) == 2
+    assert [(s["file"], s["index"]) for s in store.skipped] == [(str(bad_frame), 1),
+                                                                (str(garbage), 0)]
+    assert [store.provenance(i) for i in range(5)] == [
+        (str(good), 0), (str(good), 1), (str(good), 2), (str(bad_frame), 0), (str(bad_frame), 2)]
+    np.testing.assert_array_equal(store[4].features, d.compute(frames[1]).features)
+
+
+def test_many_formats_and_globs(tmp_path, d):
+    si = bulk("Si", "diamond", 5.43)
+    water = molecule("H2O")
+    ase.io.write(tmp_path / "a.cif", si)
+    ase.io.write(tmp_path / "POSCAR", si * (1, 1, 2), format="vasp")
+    with connect(tmp_path / "set.db") as db:
+        db.write(water)
+        db.write(si)
+    ase.io.write(tmp_path / "m1.xyz", water)
+    ase.io.write(tmp_path / "m2.xyz", [water, water])
+    inputs = [tmp_path / "a.cif", tmp_path / "POSCAR", tmp_path / "set.db",
+              str(tmp_path / "m*.xyz")]
+    out = tmp_path / "out.zarr"
+    summary = atomdesc.featurize_dataset(inputs, d, out, progress=False)
+    store = atomdesc.open_features(out)
+    assert summary.structures == 7 and len(store.inputs) == 5
+    expected = [si, si * (1, 1, 2), water, si, water, water, water]
+    for i, atoms in enumerate(expected):
+        np.testing.assert_allclose(store[i].features, d.compute(atoms).features, rtol=1e-12,
+                                   atol=1e-12)
+
+
+def test_in_memory_structures_and_empty_input(tmp_path, d):
+    structures = [molecule("CH4"), Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])]
+    out = tmp_path / "mem.zarr"
+    atomdesc.featurize_dataset(structures, d.hypers, out, progress=False)
+    store = atomdesc.open_features(out)
+    assert store.provenance(1) == ("<memory>", 1)
+    np.testing.assert_array_equal(store[0].features, d.compute(structures[0]).features)
+
+    empty = tmp_path / "empty.extxyz"
+    empty.write_text("")
+    summary = atomdesc.featurize_dataset(empty, d, tmp_path / "e.zarr", progress=False,
+                                         skip_invalid=True)
+    assert summary.structures == 0
+
+
+def test_store_refuses_to_delete_other_directories(tmp_path, dataset, d):
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.tex").write_text("...")
+    with pytest.raises(ValueError, match="not an atomdesc feature store"):
+        atomdesc.featurize_dataset(dataset, d, other, overwrite=True, progress=False)
+    assert (other / "thesis.tex").exists()
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "atomdesc.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def test_cli_end_to_end(tmp_path, dataset, frames, d):
+    hypers = tmp_path / "h.json"
+    hypers.write_text(json.dumps(HYPERS))
+    out = tmp_path / "out.zarr"
+    args = ["featurize", str(dataset), "-d", "acsf", "--hypers", str(hypers), "-o", str(out),
+            "--gradients", "--chunk-size", "7", "--threads", "2"]
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert f"featurized {len(frames)} structures" in done.stdout
+    assert "atomdesc.open_features" in done.stdout and str(out) in done.stdout
+    assert done.stderr == ""  # no progress bar when stderr is not a terminal
+    store = atomdesc.open_features(out)
+    assert store.has_gradients and not store.has_strain_gradients
+    np.testing.assert_array_equal(store[3].gradient_values,
+                                  d.compute(frames[3], gradients=True).gradient_values)
+
+    again = run_cli(*args)
+    assert again.returncode == 0 and "already complete" in again.stdout
+    quiet = run_cli(*args, "--overwrite", "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text("2\n\nH 0 0 0\n")
+    failed = run_cli("featurize", str(bad), "--hypers", str(hypers), "-o",
+                     str(tmp_path / "bad.zarr"))
+    assert failed.returncode == 1
+    assert "bad.extxyz, frame 0" in failed.stderr and "--skip-invalid" in failed.stderr
+
+
+def test_cli_example_command(tmp_path):
+    done = run_cli("example", "-o", "ex.zarr", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "202 structures" in done.stdout and "open_features('ex.zarr')" in done.stdout
+    store = atomdesc.open_features(tmp_path / "ex.zarr")
+    assert len(store) == 202 and store.has_gradients
