@@ -203,13 +203,14 @@ def memory_probe(key: str) -> dict[str, Any]:
     system_key, code = key.split(":")
     system = SYSTEMS[system_key]()
     x = system.inputs
+    warm = system.structures[0][:8]  # small: the peak must come from the measured call
     if code == "atomdesc":
         ad = ours(system, "featomic")
-        ad.compute(system.structures[0], n_threads=1)  # tables built, imports done
+        ad.compute(warm, n_threads=1)  # imports done, first-call set-up paid
         call = lambda: ad.compute(x, gradients=True, n_threads=1)  # noqa: E731
     else:
         fe = featomic_soap()
-        fe.compute(system.structures[0])
+        fe.compute(warm)
         call = lambda: fe.compute(x, gradients=["positions"])  # noqa: E731
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result = call()
