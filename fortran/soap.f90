@@ -61,11 +61,26 @@ contains
     end do
   end subroutine ylm_norms
 
+  !> Coefficients of the Q_l^m recursion, (2l-1)/(l-m) and (l+m-1)/(l-m), so that
+  !> it needs no division.
+  subroutine ylm_recursion(lmax, rec)
+    integer, intent(in) :: lmax
+    real(dp), intent(out) :: rec(2, 0:lmax, 0:lmax)
+    integer :: l, m
+    rec = 0.0_dp
+    do m = 0, lmax
+      do l = m + 2, lmax
+        rec(1, l, m) = real(2 * l - 1, dp) / real(l - m, dp)
+        rec(2, l, m) = real(l + m - 1, dp) / real(l - m, dp)
+      end do
+    end do
+  end subroutine ylm_recursion
+
   !> Real Y_lm(u) for a unit vector u and, if grad, the gradient of the
   !> polynomial form with respect to u (not yet projected on the sphere).
-  pure subroutine ylm_real(lmax, nrm, u, grad, y, dy, q, cm, sm)
+  pure subroutine ylm_real(lmax, nrm, rec, u, grad, y, dy, q, cm, sm)
     integer, intent(in) :: lmax
-    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), u(3)
+    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), rec(2, 0:lmax, 0:lmax), u(3)
     logical, intent(in) :: grad
     real(dp), intent(out) :: y(:), dy(:, :)
     real(dp), intent(inout) :: q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax)
@@ -89,8 +104,7 @@ contains
       q(m, m) = dfact
       if (m + 1 <= lmax) q(m + 1, m) = real(2 * m + 1, dp) * z * dfact
       do l = m + 2, lmax
-        q(l, m) = (real(2 * l - 1, dp) * z * q(l - 1, m) - real(l + m - 1, dp) * q(l - 2, m)) &
-                  / real(l - m, dp)
+        q(l, m) = rec(1, l, m) * z * q(l - 1, m) - rec(2, l, m) * q(l - 2, m)
       end do
     end do
     do l = 0, lmax
@@ -494,7 +508,7 @@ contains
     real(dp), intent(inout) :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
 
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
-    real(dp), allocatable :: nrm(:, :)
+    real(dp), allocatable :: nrm(:, :), rec(:, :, :)
     integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fl_start(:), fl(:)
     integer :: a, j
     real(dp), allocatable :: dummy(:, :, :)
@@ -505,8 +519,9 @@ contains
     nfun = nmax * (lmax + 1)
     nf = size(feat, 1)
     maxn = max(1, maxval(nbr_start(2:nc + 1) - nbr_start(1:nc)))
-    allocate (nrm(0:lmax, 0:lmax))
+    allocate (nrm(0:lmax, 0:lmax), rec(2, 0:lmax, 0:lmax))
     call ylm_norms(lmax, nrm)
+    call ylm_recursion(lmax, rec)
 
     nt = nthreads
     if (nt <= 0) then
@@ -650,7 +665,7 @@ contains
         u(:, k) = vec(:, s0 + e) / r
         call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, derivs, &
                            wr(:, k), wdr(:, k))
-        call ylm_real(lmax, nrm, u(:, k), derivs, y(:, k), dy, q, cm, sm)
+        call ylm_real(lmax, nrm, rec, u(:, k), derivs, y(:, k), dy, q, cm, sm)
         if (derivs) then
           do lm = 1, nlm
             ug = u(1, k) * dy(1, lm) + u(2, k) * dy(2, lm) + u(3, k) * dy(3, lm)
@@ -752,7 +767,7 @@ contains
         w = sw(nbr_species(s0 + e))
         u = vec(:, s0 + e) / r
         call radial_values(r, rmax, rtab, rf, drf)
-        call ylm_real(lmax, nrm, u, derivs, y, dy, q, cm, sm)
+        call ylm_real(lmax, nrm, rec, u, derivs, y, dy, q, cm, sm)
         do l = 0, lmax
           off = nmax * l
           do m = -l, l
