@@ -96,6 +96,10 @@ contains
         call one_centre(w, ic)
       end do
       !$omp end do
+      ! Explicitly: gfortran 12 does not free the allocatable components of a
+      ! BLOCK-local variable inside a parallel region (a leak on every call).
+      deallocate (w%order, w%sp, w%block_start, w%r, w%d, w%fc, w%dfc, w%tmp, w%e4, w%e5, &
+                  w%dge, w%scratch, w%powers)
     end block
     !$omp end parallel
 

@@ -613,6 +613,9 @@ contains
         call one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
       end do
       !$omp end do
+      ! Explicitly, as in acsf.f90: gfortran 12 may not free BLOCK-local
+      ! allocatables inside a parallel region.
+      deallocate (c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
     end block
     !$omp end parallel
 

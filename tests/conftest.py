@@ -154,3 +154,23 @@ def example_plugin(tmp_path, monkeypatch):
 def make_distribution():
     """fake_distribution(path, name, entry_points), for tests that add plugins of their own."""
     return fake_distribution
+
+
+# ---------------------------------------------------------------- analysis tests
+
+_ETAS = [0.05, 0.2, 0.5, 1.0, 2.0, 4.0]
+
+
+@pytest.fixture(scope="session")
+def acsf_g2_g4():
+    """The ACSF parameter set of the analysis tests and docs/acsf_analysis.json: 12 G2, 24 G4."""
+    g2 = [[eta, r_s] for eta in _ETAS for r_s in (0.0, 1.0)]
+    g4 = [[eta, zeta, lam] for eta in (0.01, 0.1, 0.5) for zeta in (1, 2, 4, 8) for lam in (1, -1)]
+    return g2, g4
+
+
+@pytest.fixture(scope="module")
+def acsf(acsf_g2_g4):
+    """Rich enough (98 features, many eta/zeta/lambda) that ranks are about the structure."""
+    g2, g4 = acsf_g2_g4
+    return atomdesc.descriptor("acsf", species=["H", "C"], r_cut=4.0, g2_params=g2, g4_params=g4)

@@ -11,16 +11,6 @@ import atomdesc
 from atomdesc import analysis as an
 from atomdesc.analysis import singular
 
-ETAS = [0.05, 0.2, 0.5, 1.0, 2.0, 4.0]
-G2 = [[eta, r_s] for eta in ETAS for r_s in (0.0, 1.0)]
-G4 = [[eta, zeta, lam] for eta in (0.01, 0.1, 0.5) for zeta in (1, 2, 4, 8) for lam in (1, -1)]
-
-
-@pytest.fixture(scope="module")
-def acsf():
-    return atomdesc.descriptor("acsf", species=["H", "C"], r_cut=4.0, g2_params=G2, g4_params=G4)
-
-
 def octahedron(r=1.5):
     v = np.vstack([np.eye(3), -np.eye(3)]) * r
     return Atoms(["C"] + ["H"] * 6, positions=np.vstack([np.zeros(3), v]))
@@ -95,9 +85,10 @@ def test_branch_point_is_not_symmetry(acsf):
     assert abs(v[3, 1]) > 0.7  # ... along y
 
 
-def test_incompleteness_radial_spectrum_vs_angular_reference():
+def test_incompleteness_radial_spectrum_vs_angular_reference(acsf_g2_g4):
     """ν = 1 at a random CH4: 5 null directions that a larger radial basis does not remove
     but a descriptor with angular (3-body) terms does."""
+    G2, G4 = acsf_g2_g4
     radial = atomdesc.descriptor("acsf", species=["H", "C"], r_cut=4.0, g2_params=G2)
     more_radial = atomdesc.descriptor("acsf", species=["H", "C"], r_cut=4.0,
                                       g2_params=G2 + [[8.0, 0.5], [3.0, 1.5], [0.8, 2.0]])
@@ -109,8 +100,9 @@ def test_incompleteness_radial_spectrum_vs_angular_reference():
     assert c.larger_ranks == [4] and c.reference_rank == 9
 
 
-def test_truncation_too_few_functions(acsf):
+def test_truncation_too_few_functions(acsf, acsf_g2_g4):
     """Few symmetry functions (14 features >= 9 directions) still lose rank: truncation."""
+    G2, G4 = acsf_g2_g4
     small = atomdesc.descriptor("acsf", species=["H", "C"], r_cut=4.0, g2_params=G2[:3],
                                 g4_params=G4[:2])
     c = an.classify(small, an.random_ch4(1), 0, larger=lambda: [acsf])
@@ -129,7 +121,8 @@ def test_classification_to_dict(acsf):
     assert "rank 7 of 9" in c.summary()
 
 
-def test_truncation_scan_and_dataset_statistics():
+def test_truncation_scan_and_dataset_statistics(acsf_g2_g4):
+    G2, G4 = acsf_g2_g4
     def build(n_g2, n_g4):
         return atomdesc.descriptor("acsf", species=["H", "C"], r_cut=4.0, g2_params=G2[:n_g2],
                                    g4_params=G4[:n_g4] or None)

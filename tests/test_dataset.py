@@ -126,11 +126,17 @@ def test_resume_after_interruption(tmp_path, dataset, frames, d, monkeypatch):
     partial = atomdesc.open_features(out, allow_incomplete=True)
     assert len(partial) == 8 and partial.progress.chunks == 2
     np.testing.assert_array_equal(partial[7].features, atomdesc.open_features(reference)[7].features)
+    # a run killed mid-write (kill -9) leaves zarr's temporary files: resuming removes them
+    leftovers = [out / "zarr.0123456789abcdef0123456789abcdef.partial",
+                 out / "gradient_values" / "c" / "0" / "0" / "0.fedcba9876543210fedcba9876543210.partial"]
+    for p in leftovers:
+        p.write_bytes(b"half a chunk")
 
     summary = atomdesc.featurize_dataset(dataset, d, out, gradients=True, chunk_size=4,
                                          progress=False)
     assert summary.resumed and summary.computed_structures == len(frames) - 8
-    assert store_arrays(out) == store_arrays(reference)
+    assert not any(p.exists() for p in leftovers)
+    assert store_arrays(out) == store_arrays(reference)  # every file, and no other
 
     # a finished store: nothing to do, unless overwrite
     again = atomdesc.featurize_dataset(dataset, d, out, gradients=True, progress=False)
@@ -149,12 +155,25 @@ def test_dask_local_cluster_gives_identical_store(tmp_path, dataset, d):
     atomdesc.featurize_dataset(dataset, d, local, gradients=True, strain_gradients=True,
                                chunk_size=5, progress=False)
     remote = tmp_path / "dask.zarr"
+    hypers = tmp_path / "h.json"
+    hypers.write_text(json.dumps(HYPERS))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        atomdesc.featurize_dataset(dataset, d, remote, client, gradients=True,
-                                   strain_gradients=True, chunk_size=5, progress=False)
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            atomdesc.featurize_dataset(dataset, d, remote, client, gradients=True,
+                                       strain_gradients=True, chunk_size=5, progress=False)
+        # the CLI's --scheduler path: a separate process connects by address
+        done_on_workers = cluster.scheduler.task_prefixes["compute_chunk"].state_counts
+        before = done_on_workers["memory"]
+        cli = tmp_path / "cli.zarr"
+        done = run_cli("featurize", str(dataset), "--hypers", str(hypers), "-o", str(cli),
+                       "--gradients", "--strain-gradients", "--chunk-size", "5",
+                       "--scheduler", cluster.scheduler_address)
+        assert done.returncode == 0, done.stderr
+        assert "featurized 24 structures" in done.stdout
+        assert done_on_workers["memory"] - before == 5  # its 5 chunks ran on the workers
     assert store_arrays(remote) == store_arrays(local)
+    assert store_arrays(cli) == store_arrays(local)
 
 
 def test_bad_file_and_bad_frame(tmp_path, frames, d):

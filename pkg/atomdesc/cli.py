@@ -162,8 +162,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from atomdesc.analysis import audit
 
     d = atomdesc.descriptor(args.descriptor, **_load_hypers(args.hypers, args.descriptor))
-    ref = None
-    if args.reference:
+    ref: Any = "default"
+    if args.reference and args.reference.lower() == "none":
+        ref = None
+    elif args.reference:
         ref = atomdesc.descriptor(args.reference, **_load_hypers(args.reference_hypers,
                                                                  args.reference))
     report = audit(d, args.output, quick=args.quick, reference=ref)
@@ -261,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hypers", help="JSON file of hyper-parameters")
     p.add_argument("-o", "--output", required=True, help="report directory")
     p.add_argument("--quick", action="store_true", help="smaller grids and datasets")
-    p.add_argument("--reference", help="higher body-order family to classify null directions")
+    p.add_argument("--reference", help="higher body-order family to classify null directions (default: "
+                        "bispectrum for soap, with its hyper-parameters; 'none' for none)")
     p.add_argument("--reference-hypers", help="JSON file of the reference's hyper-parameters")
     p.set_defaults(func=cmd_audit)
 

@@ -170,20 +170,29 @@ def featurize_dataset(
     bar = _progress_bar(progress)
     # One thread writes the chunks in input order; zarr's file writes release
     # the GIL, so writing overlaps with computing the next chunks. A new store
-    # is created when the first chunk is done, its storage chunks sized to it.
+    # is created on that thread while the first chunk computes, its storage
+    # chunks sized to what a chunk is expected to hold.
     io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atomdesc-writer")
     done: dict[str, Any] = {"structures": 0, "atoms": 0, "failed": False, "writer": writer}
+
+    def create() -> None:
+        try:
+            structures = min(chunk_size, chunk_atoms)
+            done["writer"] = StoreWriter.create(
+                path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
+                strain_gradients=options["strain_gradients"], compressor=compressor,
+                per_append={"structures": structures,
+                            "rows": structures if average else chunk_atoms,
+                            "pairs": chunk_atoms * PAIRS_PER_ATOM if gradients else 0})
+        except BaseException:
+            done["failed"] = True
+            raise
 
     def write(chunk_frames: list[Frame], next_position: tuple[int, int], future: Any) -> None:
         if done["failed"]:  # never append after a chunk that failed: order is the format
             return
         try:
             chunk = future.result() if future is not None else None
-            if done["writer"] is None:
-                done["writer"] = StoreWriter.create(
-                    path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
-                    strain_gradients=options["strain_gradients"], compressor=compressor,
-                    expected=chunk)
             n_s, n_a = _write(done["writer"], frames, chunk_frames, next_position, chunk,
                               skip_invalid)
         except BaseException:
@@ -195,16 +204,20 @@ def featurize_dataset(
 
     pending: deque[tuple[Any, Any]] = deque()
     try:
+        if writer is None:
+            pending.append((None, io_thread.submit(create)))
         chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files))
+        submitted = False
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
             future = runner.submit(good, options) if good else None
             pending.append((future, io_thread.submit(write, chunk_frames, next_position, future)))
+            submitted = True
             while len(pending) >= runner.max_in_flight:
                 pending.popleft()[1].result()
         while pending:
             pending.popleft()[1].result()
-        if done["writer"] is None:  # no input at all: an empty, complete store
+        if not submitted and writer is None:  # no input at all: an empty, complete store
             write([], (len(frames.files), 0), None)
         writer = done["writer"]
         writer.finish()
@@ -233,12 +246,28 @@ def compute_chunk(
 ) -> ChunkResult:
     """Compute consecutive structures into one :class:`ChunkResult` (one task).
 
-    Each structure runs in its own kernel call with one OpenMP thread, on a
-    pool of ``n_threads`` threads, so results do not depend on where or how
-    parallel the chunk runs. A structure whose input is invalid gets no rows
-    and an entry in ``errors``.
+    The chunk goes through :meth:`Descriptor.compute` as one list (molecules
+    batched, periodic structures on a pool of ``n_threads`` threads); every
+    centre is computed independently, so results do not depend on where or
+    how parallel the chunk runs. A structure whose input is invalid gets no
+    rows and an entry in ``errors`` (the chunk is then computed structure by
+    structure).
     """
     d = _as_descriptor(descriptor)
+    if structures and not options["center_species"]:
+        # The whole chunk in one call: molecules are then batched into few
+        # kernel calls (bit-identical to one call per structure, whatever the
+        # threads). An invalid structure makes the call fail: then one by one.
+        try:
+            results = d.compute(structures, gradients=options["gradients"],
+                                strain_gradients=options["strain_gradients"],
+                                n_threads=n_threads)
+        except ValueError:
+            pass
+        else:
+            if options["average"]:
+                results = [_reduce(r, options["average"]) for r in results]
+            return _concatenate(results, d.n_features, options)
     if n_threads > 1 and len(structures) > 1:
         pool = _POOLS.get(n_threads)
         if pool is None:
@@ -268,6 +297,13 @@ def _compute_structure(d: Descriptor, atoms: Any, options: dict[str, Any]) -> An
         if options["average"]:
             result = result.reduce(options["average"])
         return result
+    except ValueError as exc:
+        return exc
+
+
+def _reduce(result: Any, how: str) -> Any:
+    try:
+        return result.reduce(how)
     except ValueError as exc:
         return exc
 

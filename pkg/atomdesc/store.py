@@ -31,6 +31,7 @@ cost nothing in zarr); finishing trims them to it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -134,6 +135,25 @@ def remove_store(path: str | Path) -> None:
     shutil.rmtree(path)
 
 
+#: zarr writes every file as ``NAME.<32 hex digits>.partial`` and then renames it.
+_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def remove_partial_files(path: str | Path) -> list[Path]:
+    """Delete the temporary files of writes that a killed run never finished.
+
+    zarr writes each file under a temporary name and renames it when complete,
+    so a run killed mid-write (``kill -9``) leaves such a file behind; it is
+    never read, only wasted space. Returns the files removed.
+    """
+    removed = []
+    for p in Path(path).rglob("*.partial"):
+        if _PARTIAL.search(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 class StoreWriter:
     """Appends chunk results to a store in order and records progress.
 
@@ -145,7 +165,10 @@ class StoreWriter:
     def __init__(self, group: Any, progress: Progress) -> None:
         self.group = group
         self.progress = progress
-        self.arrays = {name: group[name] for name in group.array_keys()}
+        # Every chunk written holds data: skip zarr's check of each chunk
+        # against the fill value (a full comparison, as costly as compressing).
+        self.arrays = {name: group[name].with_config({"write_empty_chunks": True})
+                       for name in group.array_keys()}
         self.gradients = "gradient_values" in self.arrays
         self.strain_gradients = "strain_gradients" in self.arrays
 
@@ -155,17 +178,19 @@ class StoreWriter:
     def create(
         cls, path: str | Path, *, n_features: int, attrs: dict[str, Any], gradients: bool,
         strain_gradients: bool, compressor: str | None = "blosc",
-        expected: ChunkResult | None = None,
+        expected: ChunkResult | None = None, per_append: dict[str, int] | None = None,
     ) -> StoreWriter:
         """A new, empty store.
 
-        :param expected: a typical chunk (the first one): storage chunks are
-            sized to about one such chunk.
+        :param expected: a typical chunk: storage chunks are sized to about one
+            such chunk.
+        :param per_append: or the expected ``structures``, ``rows`` and
+            ``pairs`` of one chunk.
         """
         import zarr
 
         f = n_features
-        per_append = {"structures": 64, "rows": 1024, "pairs": 8192}
+        per_append = dict(per_append or {"structures": 64, "rows": 1024, "pairs": 8192})
         if expected is not None:
             per_append = {"structures": expected.n_structures,
                           "rows": len(expected.features),
@@ -210,9 +235,13 @@ class StoreWriter:
 
     @classmethod
     def open(cls, path: str | Path) -> StoreWriter:
-        """Reopen an unfinished store to append to it after its last complete chunk."""
+        """Reopen an unfinished store to append to it after its last complete chunk.
+
+        Temporary files a killed run left behind are removed first.
+        """
         import zarr
 
+        remove_partial_files(path)
         group = zarr.open_group(str(path), mode="r+", zarr_format=3)
         return cls(group, Progress.from_json(dict(group.attrs["progress"])))
 

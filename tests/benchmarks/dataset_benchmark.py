@@ -9,8 +9,8 @@
    extxyz datasets of growing size (up to >= 100 000 atoms). Flat means the
    pipeline holds a bounded number of chunks whatever the dataset size.
 
-Run: ``python tests/benchmarks/dataset_benchmark.py [--repeats 7] [--sizes 10000,50000,200000]
-[--gradient-sizes 10000,50000]``
+Run: ``python tests/benchmarks/dataset_benchmark.py [--repeats 7]
+[--sizes 10000,100000,200000,400000] [--gradient-sizes 10000,100000,200000]``
 """
 
 from __future__ import annotations
@@ -34,11 +34,17 @@ def _bare(path: Path, d, gradients: bool) -> None:
     d.compute(frames, gradients=gradients)
 
 
-def _pipeline(path: Path, d, gradients: bool, out: Path) -> None:
+def _pipeline(path: Path, d, gradients: bool, out: Path, compressor="blosc") -> None:
     import atomdesc
 
     shutil.rmtree(out, ignore_errors=True)
-    atomdesc.featurize_dataset(path, d, out, gradients=gradients, progress=False)
+    atomdesc.featurize_dataset(path, d, out, gradients=gradients, progress=False,
+                               compressor=compressor)
+
+
+#: (name, gradients, compressor) of the overhead runs.
+CASES = [("features", False, "blosc"), ("gradients", True, "blosc"),
+         ("gradients, uncompressed", True, None)]
 
 
 def overhead(repeats: int) -> dict:
@@ -48,28 +54,103 @@ def overhead(repeats: int) -> dict:
     d = atomdesc.descriptor_from_hypers(json.loads(examples.ACSF_N2P2.read_text()))
     out = Path(tempfile.mkdtemp()) / "bench.zarr"
     rows = {}
-    for gradients in (False, True):
+    for case, gradients, compressor in CASES:
         # warm up both paths (imports, page cache, thread pools)
         _bare(examples.STRUCTURES, d, gradients)
-        _pipeline(examples.STRUCTURES, d, gradients, out)
+        _pipeline(examples.STRUCTURES, d, gradients, out, compressor)
         times: dict[str, list[float]] = {"bare": [], "pipeline": [], "bare_cpu": [],
                                          "pipeline_cpu": []}
         for _ in range(repeats):
             for name, run in (("bare", lambda: _bare(examples.STRUCTURES, d, gradients)),
                               ("pipeline", lambda: _pipeline(examples.STRUCTURES, d,
-                                                             gradients, out))):
+                                                             gradients, out, compressor))):
                 c0, t0 = time.process_time(), time.perf_counter()
                 run()
                 times[name].append(time.perf_counter() - t0)
                 times[name + "_cpu"].append(time.process_time() - c0)
         med = {k: statistics.median(v) for k, v in times.items()}
-        rows["gradients" if gradients else "features"] = {
+        rows[case] = {
             **{k: round(v, 4) for k, v in med.items()},
             "overhead_wall": round(med["pipeline"] / med["bare"] - 1, 3),
             "overhead_cpu": round(med["pipeline_cpu"] / med["bare_cpu"] - 1, 3),
         }
     shutil.rmtree(out.parent, ignore_errors=True)
     return rows
+
+
+def breakdown(repeats: int) -> dict:
+    """Where the pipeline's time goes with gradients: seconds inside each step.
+
+    Compute and writing run on different threads and overlap, so the steps
+    add up to more than the wall time; ``writer_cpu`` is the CPU time of the
+    writer's work alone (the same chunks written to a fresh store, serially).
+    """
+    import statistics
+    import atomdesc
+    from atomdesc import examples, pipeline, store
+
+    d = atomdesc.descriptor_from_hypers(json.loads(examples.ACSF_N2P2.read_text()))
+    out = Path(tempfile.mkdtemp()) / "bench.zarr"
+    spent: dict[str, list[float]] = {}
+    wrapped = [(pipeline, "compute_chunk"), (store.StoreWriter, "create"),
+               (store.StoreWriter, "_write"), (store.StoreWriter, "_save_progress"),
+               (store.StoreWriter, "finish")]
+    originals = [getattr(owner, name) for owner, name in wrapped]
+    run: dict[str, float] = {}
+
+    def timed(name, f):
+        def g(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                run[name] = run.get(name, 0.0) + time.perf_counter() - t
+        return g
+
+    try:
+        for (owner, name), f in zip(wrapped, originals):
+            setattr(owner, name, timed(name, f))
+        for i in range(repeats + 1):
+            run.clear()
+            t = time.perf_counter()
+            _pipeline(examples.STRUCTURES, d, True, out)
+            run["total"] = time.perf_counter() - t
+            if i:  # the first run warms up
+                for k, v in run.items():
+                    spent.setdefault(k, []).append(v)
+    finally:
+        for (owner, name), f in zip(wrapped, originals):
+            setattr(owner, name, f)
+    # the writer alone: the same chunks, written serially to a fresh store
+    frames = [f.atoms for f in atomdesc.io.FrameSource(examples.STRUCTURES)]
+    options = pipeline._check_options(d, True, False, None, None)
+    size = pipeline.default_chunk_atoms(d.n_features, True, False)
+    chunks = [[]]
+    for a in frames:
+        if chunks[-1] and sum(map(len, chunks[-1])) >= size:
+            chunks.append([])
+        chunks[-1].append(a)
+    results = [pipeline.compute_chunk(d, c, options, 1) for c in chunks]
+    cpu = []
+    for _ in range(repeats):
+        shutil.rmtree(out, ignore_errors=True)
+        c0 = time.process_time()
+        w = store.StoreWriter.create(out, n_features=d.n_features, attrs={"n_features": d.n_features},
+                                     gradients=True, strain_gradients=False, expected=results[0])
+        for r in results:
+            w.append(r, [(0, 0)] * r.n_structures, (0, 0), [])
+        w.finish()
+        cpu.append(time.process_time() - c0)
+    c0 = time.process_time()
+    for _ in range(repeats):
+        d.compute(frames, gradients=True, n_threads=1)
+    compute_cpu = (time.process_time() - c0) / repeats
+    shutil.rmtree(out.parent, ignore_errors=True)
+    row = {k: round(statistics.median(v), 4) for k, v in spent.items()}
+    row["chunks"] = len(results)
+    row["writer_cpu"] = round(statistics.median(cpu), 4)
+    row["bare_compute_cpu"] = round(compute_cpu, 4)
+    return row
 
 
 _CHILD = r"""
@@ -131,9 +212,9 @@ def memory(sizes: list[int], gradients: bool) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--sizes", default="10000,50000,200000",
+    parser.add_argument("--sizes", default="10000,100000,200000,400000",
                         help="dataset sizes in atoms for the memory test")
-    parser.add_argument("--gradient-sizes", default="10000,50000",
+    parser.add_argument("--gradient-sizes", default="10000,100000,200000",
                         help="dataset sizes in atoms for the memory test with gradients")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
@@ -144,6 +225,8 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     if not args.skip_overhead:
         print(json.dumps({"overhead": overhead(args.repeats)}, indent=1), flush=True)
+        print(json.dumps({"breakdown with gradients": breakdown(args.repeats)}, indent=1),
+              flush=True)
     if not args.skip_memory:
         memory([int(n) for n in args.sizes.split(",")], gradients=False)
         memory([int(n) for n in args.gradient_sizes.split(",")], gradients=True)

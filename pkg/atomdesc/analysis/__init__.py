@@ -32,6 +32,7 @@ from .environments import (
 from .audit import AuditReport, audit
 from .checks import cost, fixed_size, generality, gradient_check, invariance, smoothness, uniqueness
 from .jacobian import RTOL, Jacobian, Sensitivity, feature_scale, jacobian, sensitivity
+from .manifold import ManifoldPath, follow_null_direction, plane_overlap_e4
 from .scan import DatasetStatistics, TruncationScan, dataset_statistics, truncation_scan
 from .singular import Classification, classify, environment_symmetry, symmetry_analysis
 
@@ -40,6 +41,7 @@ __all__ = [
     "AuditReport",
     "Classification",
     "DatasetStatistics",
+    "ManifoldPath",
     "TruncationScan",
     "audit",
     "classify",
@@ -47,6 +49,7 @@ __all__ = [
     "dataset_statistics",
     "environment_symmetry",
     "fixed_size",
+    "follow_null_direction",
     "generality",
     "gradient_check",
     "invariance",
@@ -65,6 +68,7 @@ __all__ = [
     "feature_scale",
     "jacobian",
     "planar",
+    "plane_overlap_e4",
     "random_ch4",
     "sensitivity",
     "singular_environments",

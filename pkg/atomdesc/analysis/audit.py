@@ -82,6 +82,48 @@ def default_truncation(descriptor: Any) -> tuple[dict[str, list[Any]], Callable[
     return grid, build
 
 
+#: Higher body-order family used by default to classify null directions of a family as
+#: incompleteness (SCIENCE.md §4.2 class 2): the ν = 3 bispectrum for the ν = 2 power spectrum.
+DEFAULT_REFERENCES = {"soap": "bispectrum"}
+
+#: The default reference keeps the family's hyper-parameters but at most this n_max / l_max
+#: (a 6/6 bispectrum has 32128 features for two species; 8/8 has 151280 and costs 7x more).
+REFERENCE_MAX_SIZE = 6
+
+
+def default_reference(descriptor: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The default incompleteness reference of a family and a note on how it was built.
+
+    ``soap`` (ν = 2) -> ``bispectrum`` (ν = 3) with the same hyper-parameters where
+    the bispectrum has them (species, r_cut, σ, basis, cutoff, ...), n_max and
+    l_max capped at :data:`REFERENCE_MAX_SIZE`. ``None`` for other families.
+    """
+    import atomdesc
+
+    family = DEFAULT_REFERENCES.get(descriptor.name)
+    if family is None:
+        return None
+    hypers = {k: v for k, v in descriptor.hypers.items() if k != "family"}
+    # the smallest reference shows which hyper-parameters the family has
+    probe = atomdesc.descriptor(family, species=hypers["species"], r_cut=hypers["r_cut"],
+                                n_max=1, l_max=1)
+    shared = {k: v for k, v in hypers.items() if k in probe.hypers}
+    capped = {}
+    for k in ("n_max", "l_max"):
+        if isinstance(shared.get(k), int) and shared[k] > REFERENCE_MAX_SIZE:
+            capped[k] = shared[k]
+            shared[k] = REFERENCE_MAX_SIZE
+    ref = atomdesc.descriptor(family, **shared)
+    note = (f"default for {descriptor.name!r}: {family!r} (higher body order) with the same "
+            f"hyper-parameters where they apply")
+    if capped:
+        note += ", " + ", ".join(f"{k} {v} -> {shared[k]}" for k, v in capped.items())
+    dropped = sorted(set(hypers) - set(shared))
+    if dropped:
+        note += f" (not applicable: {', '.join(dropped)})"
+    return ref, {"family": family, "hypers": ref.hypers, "default": True, "note": note}
+
+
 def _spread(lo: int, hi: int, most: int = 6) -> list[int]:
     if hi - lo + 1 <= most:
         return list(range(lo, hi + 1))
@@ -89,7 +131,7 @@ def _spread(lo: int, hi: int, most: int = 6) -> list[int]:
 
 
 def audit(descriptor: Any, output_dir: str | Path | None = None, *, quick: bool = False,
-          reference: Any = None, truncation: tuple[Mapping[str, Sequence[Any]],
+          reference: Any = "default", truncation: tuple[Mapping[str, Sequence[Any]],
                                                     Callable[..., Any]] | None | bool = True,
           frames: Sequence[Any] | None = None, seed: int = 0, rtol: float = RTOL) -> AuditReport:
     """Run every check on ``descriptor`` and score it on the six criteria.
@@ -98,7 +140,9 @@ def audit(descriptor: Any, output_dir: str | Path | None = None, *, quick: bool 
         PNG figures (created if needed); nothing is written when ``None``.
     :param quick: smaller grids and datasets (seconds rather than a minute).
     :param reference: a higher body-order descriptor used to classify null
-        directions as incompleteness (e.g. ``bispectrum`` for ``soap``).
+        directions as incompleteness; ``"default"``: :func:`default_reference`
+        (``bispectrum`` for ``soap``, none for other families); ``None``: none
+        (spurious null directions are then "unexplained").
     :param truncation: ``(grid, factory)`` for the truncation scan,
         ``True`` for :func:`default_truncation`, ``False``/``None`` to skip.
     :param frames: environments (centre = atom 0) for the σ statistics;
@@ -115,6 +159,14 @@ def audit(descriptor: Any, output_dir: str | Path | None = None, *, quick: bool 
     data["fixed_size"] = checks.fixed_size(descriptor)
     data["generality"] = checks.generality(descriptor)
 
+    if isinstance(reference, str) and reference == "default":
+        found = default_reference(descriptor)
+        reference, data["reference"] = found if found else (None, None)
+    elif reference is not None:
+        data["reference"] = {"family": reference.name, "hypers": reference.hypers,
+                             "default": False, "note": "given"}
+    else:
+        data["reference"] = None
     larger = None
     trunc = default_truncation(descriptor) if truncation is True else (truncation or None)
     singular: dict[str, Any] = {}
@@ -203,14 +255,14 @@ def score(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "note": f"invariant under {group} (worst rel {max(inv['rotation'], inv['translation'], inv['permutation']):.1e})",
     }
     generic = sp["random_CH4"]
-    branch = [sp[k] for k in ("xpm_branch_point+", "xpm_branch_point-")]
-    spurious = sum(b["n_dof"] - b["rank"] for b in branch)
+    branch = {sign: sp[f"xpm_branch_point{sign}"] for sign in "+-"}
+    spurious = sum(b["n_dof"] - b["rank"] for b in branch.values())
     full = data["dataset"]["fraction_full_rank"]
     notes = [f"X± {'separated' if uq['3body']['distinguished'] else 'NOT separated'}",
              f"B± {'separated' if uq['4body']['distinguished'] else 'NOT separated'}",
              f"random CH4 rank {generic['rank']}/{generic['n_dof']}",
              f"{100 * full:.0f}% of random envs full rank",
-             f"{spurious} null directions at the X± branch points"]
+             "X± branch points: " + branch_point_note(branch)]
     verdict = "pass" if generic["rank"] == generic["n_dof"] and full == 1.0 else "fail"
     if verdict == "pass" and (not uq["3body"]["distinguished"] or spurious):
         verdict = "warn"
@@ -241,11 +293,26 @@ def score(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def branch_point_note(branch: Mapping[str, Mapping[str, Any]]) -> str:
+    """Null directions at each X± branch point with their kinds, e.g.
+    ``"+ 1 null (incompleteness 1), - 1 null (incompleteness 1)"``."""
+    parts = []
+    for sign, b in branch.items():
+        n = b["n_dof"] - b["rank"]
+        kinds = ", ".join(f"{k} {v}" for k, v in b["counts"].items() if v)
+        parts.append(f"{sign} {n} null" + (f" ({kinds})" if kinds else ""))
+    return ", ".join(parts)
+
+
 def summary_text(data: dict[str, Any]) -> str:
     lines = [f"atomdesc audit of {data['family']!r} ({data['n_features']} features)",
              f"hypers: {json.dumps(data['hypers'])}", ""]
     for name, crit in data["criteria"].items():
         lines.append(f"{name:<12} {crit['verdict'].upper():<5} {crit['note']}")
+    ref = data.get("reference")
+    lines += ["", "incompleteness reference: " + (
+        f"{ref['family']} ({ref['note']})" if ref else
+        "none (spurious null directions stay 'unexplained'; pass --reference)")]
     lines += ["", f"singular points (rank / non-trivial directions, rtol {data['rtol']:g}):"]
     for name, sp in data["singular_points"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in sp["counts"].items() if v) or "none"
@@ -256,6 +323,12 @@ def summary_text(data: dict[str, Any]) -> str:
                  f"min {ds['min']:.2e}, 5% {ds['p5']:.2e}, median {ds['median']:.2e}")
     bp = data["xpm_map"]["branch_points"]
     lines.append(f"X± branch points σ_min/σ_max: + {bp['+']:.2e}, - {bp['-']:.2e}")
+    grid = np.array(data["xpm_map"]["relative_sigma_min"], dtype=float)
+    grid = grid[np.isfinite(grid)]
+    if grid.size and np.mean(grid <= data["rtol"]) > 0.5:
+        lines.append(f"  WARNING: rank lost on {100 * np.mean(grid <= data['rtol']):.0f}% of the "
+                     "X± sphere (all C-H distances equal): truncation, not incompleteness — "
+                     "e.g. soap needs l_max >= 5 there")
     if data["truncation"]:
         recs = [r for r in data["truncation"]["records"] if r.get("rank") is not None]
         names = data["truncation"]["names"]
@@ -301,6 +374,15 @@ def plot_report(data: dict[str, Any], out: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _title(data: dict[str, Any]) -> str:
     return f"{data['family']} ({data['n_features']} features)"
 
@@ -317,10 +399,7 @@ def plot_spectra(data: dict[str, Any], path: Path, floor: float = 1e-18) -> Path
     ax.set_ylabel("σ_k / σ_max")
     ax.set_title(f"Jacobian singular values — {_title(data)}")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_xpm_map(data: dict[str, Any], path: Path) -> Path:
@@ -331,20 +410,33 @@ def plot_xpm_map(data: dict[str, Any], path: Path) -> Path:
     values = np.array(m["relative_sigma_min"], dtype=float)
     values = np.where(np.isfinite(values), np.maximum(values, 1e-16), np.nan)
     fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.set_facecolor("0.85")  # H4 on top of another neighbour: not computed
+    # the exact zeros at the branch points would squeeze the rest of the map into the top
+    # of a 1e-16.. scale: values below 1e-6 share the darkest colour, the rings say the value
+    vmax = np.nanmax(values)
+    vmin = min(max(np.nanmin(values), 1e-6), vmax / 10)
     mesh = ax.pcolormesh(np.degrees(m["phi"]), np.degrees(m["theta"]), values,
-                         norm=LogNorm(vmin=max(np.nanmin(values), 1e-16), vmax=np.nanmax(values)),
-                         shading="nearest", cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label="σ_min / σ_max")
-    ax.plot([0, 180, -180], [90, 90, 90], "rx", ms=9, mew=2, label="branch points H4 = (±r,0,0)")
+                         norm=LogNorm(vmin=vmin, vmax=vmax), shading="nearest", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="σ_min / σ_max", extend="min")
+    # hollow rings: the cell of the branch point stays visible
+    ax.plot([0, 180, -180], [90, 90, 90], "o", ms=14, mfc="none", mec="red", mew=1.5,
+            label="branch points H4 = (±r,0,0)")
+    for phi, sign in ((0, "+"), (180, "-")):
+        ax.annotate(f"{m['branch_points'][sign]:.0e}", (phi, 90), xytext=(0, 10),
+                    textcoords="offset points", ha="right" if phi else "center", color="red",
+                    fontsize=7)
     ax.set_xlabel("φ of H4 (deg)")
     ax.set_ylabel("θ of H4 (deg)")
     ax.invert_yaxis()
-    ax.set_title(f"X± family, H4 on the 1.09 Å sphere — {_title(data)}", fontsize=9)
+    title = f"X± family, H4 on the 1.09 Å sphere — {_title(data)}"
+    finite = values[np.isfinite(values)]
+    lost = float(np.mean(finite <= data["rtol"])) if finite.size else 0.0
+    if lost > 0.5:
+        title += (f"\nrank lost on {100 * lost:.0f}% of the sphere (equal C-H distances): "
+                  "truncation, e.g. soap needs l_max ≥ 5")
+    ax.set_title(title, fontsize=9 if lost <= 0.5 else 8)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_dataset(data: dict[str, Any], path: Path) -> Path:
@@ -356,10 +448,7 @@ def plot_dataset(data: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("log10 σ_min / σ_max")
     ax.set_ylabel("environments")
     ax.set_title(f"{len(v)} random CH4 environments — {_title(data)}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_smoothness(data: dict[str, Any], path: Path) -> Path:
@@ -374,10 +463,7 @@ def plot_smoothness(data: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("distance of the moving neighbour (Å)")
     ax.set_title(f"crossing the cutoff — {_title(data)}", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_truncation(data: dict[str, Any], path: Path) -> Path:
@@ -405,12 +491,16 @@ def plot_truncation(data: dict[str, Any], path: Path) -> Path:
         ax.set_xticks(range(len(values[1])), [str(v) for v in values[1]])
         ax.set_ylabel(names[0])
         ax.set_xlabel(names[1])
-        if label == "rank":
-            for (i, k), r in np.ndenumerate(arr):
-                if np.isfinite(r):
-                    ax.text(k, i, f"{int(r)}", ha="center", va="center", fontsize=7, color="w")
+        for (i, k), v in np.ndenumerate(arr):
+            if np.isfinite(v):
+                ax.text(k, i, _cell_label(v, label == "rank"), ha="center", va="center",
+                        fontsize=7 if label == "rank" else 6, color="w")
+    axes[1].set_title("'0': σ_min/σ_max below 1e-14", fontsize=7)
     fig.suptitle(f"truncation scan at a random CH4 — {_title(data)}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def _cell_label(value: float, integer: bool) -> str:
+    if integer:
+        return f"{int(value)}"
+    return "0" if value < 1e-14 else f"{value:.0e}".replace("e-0", "e-")

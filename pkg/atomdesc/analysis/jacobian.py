@@ -335,7 +335,9 @@ def sensitivity(descriptor: Any, atoms: Any = None, center: int = 0, *, mode: st
         empty = np.zeros((0, len(jac.atoms), 3))
         return Sensitivity(np.zeros(0), 0, rtol, 0.0, np.inf, empty, empty, q.shape[1],
                            jac.metric, jac)
-    _, s, vt = np.linalg.svd(jt, full_matrices=True)
+    # only V is needed, and all of it: a full U (n_features²) would dominate for wide
+    # feature vectors, so ask for it only when there are fewer features than directions
+    _, s, vt = np.linalg.svd(jt, full_matrices=jt.shape[0] < jt.shape[1])
     sigma = np.zeros(n_dof)
     sigma[: len(s)] = s
     tol = rtol * sigma[0]

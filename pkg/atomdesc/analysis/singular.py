@@ -229,13 +229,23 @@ def environment_symmetry(atoms: Any, center: int = 0, mode: str = "centered",
 
 
 def is_reflection_invariant(descriptor: Any, atoms: Any, center: int = 0,
-                            rtol: float = 1e-8) -> bool:
-    """Whether the features are unchanged by a mirror image (O(3) rather than SO(3) invariance)."""
-    mirror = atoms.copy()
-    mirror.positions = atoms.positions * np.array([1.0, 1.0, -1.0])
+                            rtol: float = 1e-8, jitter: float = 0.05) -> bool:
+    """Whether the features are unchanged by a mirror image (O(3) rather than SO(3) invariance).
+
+    The test runs on a copy of the environment with every atom but the centre
+    moved by a fixed pseudo-random amount (``jitter`` Å): a symmetric
+    environment can be its own mirror image (any planar one is achiral), and
+    there pseudoscalars vanish, so mirroring it would prove nothing.
+    """
+    probe = atoms.copy()
+    shift = np.random.default_rng(12345).normal(scale=jitter, size=(len(atoms), 3))
+    shift[center] = 0.0
+    probe.positions = atoms.positions + shift
+    mirror = probe.copy()
+    mirror.positions = probe.positions * np.array([1.0, 1.0, -1.0])
     if np.any(atoms.pbc):
-        mirror.cell = atoms.cell[:] * np.array([1.0, 1.0, -1.0])
-    a = descriptor.compute(atoms, centers=[center], n_threads=1).features
+        mirror.cell = probe.cell[:] * np.array([1.0, 1.0, -1.0])
+    a = descriptor.compute(probe, centers=[center], n_threads=1).features
     b = descriptor.compute(mirror, centers=[center], n_threads=1).features
     return bool(np.linalg.norm(a - b) <= rtol * max(np.linalg.norm(a), 1e-300))
 
