@@ -584,6 +584,10 @@ contains
                                 d, df, dsum, ent, kpos, present)
         end do
         !$omp end do
+        ! Explicitly, as below: gfortran 12 may not free BLOCK-local
+        ! allocatables inside a parallel region.
+        deallocate (c, wr, wdr, y, u, dy, q, cm, sm, ps, ent, kpos, present)
+        if (derivs) deallocate (g, yc, gc, d, df, dsum)
       end block
       !$omp end parallel
       return
