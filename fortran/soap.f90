@@ -438,6 +438,44 @@ contains
     end do
   end subroutine power_feature_derivs
 
+  !> ds(:, y, x) += d(:, x) r(y): the strain derivative summed in the space of the
+  !> per-neighbour derivatives d (one array per channel), mapped to features once per centre.
+  pure subroutine strain_accumulate(nd, d, rv, ds)
+    integer, intent(in) :: nd
+    real(dp), intent(in) :: d(nd, 3), rv(3)
+    real(dp), intent(inout) :: ds(nd, 3, 3)
+    integer :: i, x, y
+    do x = 1, 3
+      do y = 1, 3
+        do i = 1, nd
+          ds(i, y, x) = ds(i, y, x) + d(i, x) * rv(y)
+        end do
+      end do
+    end do
+  end subroutine strain_accumulate
+
+  !> st(f, y, x) = ffac(f) (ds(i1(f), y, x, a1) + ds(i2(f), y, x, a2)), the terms of
+  !> channels absent around the centre left out (their d was never formed).
+  pure subroutine strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, ds, st)
+    integer, intent(in) :: nf, nd, nchan
+    logical, intent(in) :: present(nchan)
+    integer, intent(in) :: fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+    real(dp), intent(in) :: ffac(nf), ds(nd, 3, 3, nchan)
+    real(dp), intent(out) :: st(nf, 3, 3)
+    integer :: f, x, y
+    real(dp) :: v
+    do x = 1, 3
+      do y = 1, 3
+        do f = 1, nf
+          v = 0.0_dp
+          if (present(fa1(f)) .and. present(fa2(f))) &
+            v = ds(fi1(f), y, x, fa1(f)) + ds(fi2(f), y, x, fa2(f))
+          st(f, y, x) = ffac(f) * v
+        end do
+      end do
+    end do
+  end subroutine strain_features
+
   !> scatter_grad / scatter_strain for the listed features only.
   pure subroutine scatter_listed(nf, nl, fl, df, rv, want_grad, want_strain, g, dsum, st)
     integer, intent(in) :: nf, nl, fl(nl)
@@ -566,7 +604,7 @@ contains
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
         real(dp), allocatable :: dy(:, :), q(:, :), cm(:), sm(:), ps(:), yc(:), gc(:), d(:)
-        real(dp), allocatable :: df(:, :), dsum(:, :)
+        real(dp), allocatable :: df(:, :), dsum(:, :), dst(:)
         integer, allocatable :: ent(:), kpos(:)
         logical, allocatable :: present(:)
         logical :: derivs
@@ -577,17 +615,24 @@ contains
         if (derivs) then
           allocate (g(nlm, 3, maxn), yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
           allocate (df(nf, 3), dsum(nf, 3))
+          d = 0.0_dp  ! blocks of absent channels are never formed; keep them finite
+        end if
+        if (want_strain) then
+          allocate (dst(9 * nd * nchan))
+        else
+          allocate (dst(1))
         end if
         !$omp do schedule(dynamic, 4)
         do ic = 1, nc
           call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
-                                d, df, dsum, ent, kpos, present)
+                                d, df, dsum, ent, kpos, present, dst)
         end do
         !$omp end do
         ! Explicitly, as below: gfortran 12 may not free BLOCK-local
         ! allocatables inside a parallel region.
         deallocate (c, wr, wdr, y, u, dy, q, cm, sm, ps, ent, kpos, present)
         if (derivs) deallocate (g, yc, gc, d, df, dsum)
+        deallocate (dst)
       end block
       !$omp end parallel
       return
@@ -635,7 +680,7 @@ contains
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
     subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
-                                d, df, dsum, ent, kpos, present)
+                                d, df, dsum, ent, kpos, present, dst)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
@@ -643,6 +688,7 @@ contains
       real(dp), intent(inout) :: d(:), df(:, :), dsum(:, :)
       integer, intent(inout) :: ent(:), kpos(:)
       logical, intent(inout) :: present(:)
+      real(dp), intent(inout) :: dst(:)
       integer :: s0, nn, e, k, nk, a, lm, x, slot, cs, nl
       real(dp) :: r, ug
 
@@ -717,34 +763,31 @@ contains
         end do
         dsum = 0.0_dp
       end if
-      if (want_strain) strain(:, :, :, ic) = 0.0_dp
+      if (want_strain) dst = 0.0_dp
       do k = 1, nk
         e = ent(k)
         a = chan(nbr_species(e))
         call project_c(nmax, lmax, nlm, nchan, present, c, y(:, k), g(:, :, k), yc, gc)
         call pair_derivs(nmax, lmax, nchan, present, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
+        if (want_strain) call strain_accumulate(nd, d, vec(:, e), &
+                                                dst(9 * nd * (a - 1) + 1:9 * nd * a))
+        if (.not. want_grad) cycle
         nl = fl_start(a + 1) - fl_start(a)
         call power_feature_derivs(nf, nd, nchan, nl, a, fl(fl_start(a) + 1:fl_start(a + 1)), &
                                   present, fa1, fa2, fi1, fi2, ffac, d, df)
         if (nl == nf) then  ! every feature: contiguous loops
-          if (want_grad) call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
-          if (want_strain) call scatter_strain(nf, df, vec(:, e), strain(:, :, :, ic))
-        else if (want_grad .and. want_strain) then
-          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
-                              .true., .true., grad(:, :, nbr_slot(e)), dsum, strain(:, :, :, ic))
-        else if (want_grad) then
-          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
-                              .true., .false., grad(:, :, nbr_slot(e)), dsum, dummy)
+          call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
         else
           call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
-                              .false., .true., dummy(:, 1, 1), dummy(:, 1, 1), &
-                              strain(:, :, :, ic))
+                              .true., .false., grad(:, :, nbr_slot(e)), dsum, dummy)
         end if
       end do
       if (want_grad) then
         slot = centre_slot(ic)
         grad(:, :, slot) = grad(:, :, slot) - dsum
       end if
+      if (want_strain) call strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, &
+                                            dst, strain(:, :, :, ic))
     end subroutine power_one_centre
 
     subroutine one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
