@@ -194,6 +194,23 @@ def measure_threads(system: BenchSystem, threads: list[int], args: argparse.Name
     return time_interleaved(calls, args.repeat, 0.05 if args.quick else 0.3)
 
 
+def peak_rss() -> int:
+    """Peak resident size of this process in bytes.
+
+    VmHWM of /proc/self/status, not getrusage's ru_maxrss: Linux carries ru_maxrss over
+    fork + exec, so a probe started by a large benchmark process would report the parent's
+    peak (and a growth of zero).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def memory_probe(key: str) -> dict[str, Any]:
     """Peak RSS growth of one features + position gradients call, in a fresh process.
 
@@ -212,9 +229,9 @@ def memory_probe(key: str) -> dict[str, Any]:
         fe = featomic_soap()
         fe.compute(warm)
         call = lambda: fe.compute(x, gradients=["positions"])  # noqa: E731
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_rss()
     result = call()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = peak_rss()
     del result
     return {"rss_before": before, "rss_after": after}
 
