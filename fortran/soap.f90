@@ -61,11 +61,26 @@ contains
     end do
   end subroutine ylm_norms
 
+  !> Coefficients of the Q_l^m recursion, (2l-1)/(l-m) and (l+m-1)/(l-m), so that
+  !> it needs no division.
+  subroutine ylm_recursion(lmax, rec)
+    integer, intent(in) :: lmax
+    real(dp), intent(out) :: rec(2, 0:lmax, 0:lmax)
+    integer :: l, m
+    rec = 0.0_dp
+    do m = 0, lmax
+      do l = m + 2, lmax
+        rec(1, l, m) = real(2 * l - 1, dp) / real(l - m, dp)
+        rec(2, l, m) = real(l + m - 1, dp) / real(l - m, dp)
+      end do
+    end do
+  end subroutine ylm_recursion
+
   !> Real Y_lm(u) for a unit vector u and, if grad, the gradient of the
   !> polynomial form with respect to u (not yet projected on the sphere).
-  pure subroutine ylm_real(lmax, nrm, u, grad, y, dy, q, cm, sm)
+  pure subroutine ylm_real(lmax, nrm, rec, u, grad, y, dy, q, cm, sm)
     integer, intent(in) :: lmax
-    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), u(3)
+    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), rec(2, 0:lmax, 0:lmax), u(3)
     logical, intent(in) :: grad
     real(dp), intent(out) :: y(:), dy(:, :)
     real(dp), intent(inout) :: q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax)
@@ -79,16 +94,17 @@ contains
       cm(m) = u(1) * cm(m - 1) - u(2) * sm(m - 1)
       sm(m) = u(1) * sm(m - 1) + u(2) * cm(m - 1)
     end do
-    ! Q_l^m(z) = d^m P_l / dz^m, zero for m > l
-    q = 0.0_dp
+    ! Q_l^m(z) = d^m P_l / dz^m, zero for m > l (only Q_l^(l+1) is read)
+    do l = 0, lmax
+      q(l, l + 1) = 0.0_dp
+    end do
     dfact = 1.0_dp
     do m = 0, lmax
       if (m > 0) dfact = dfact * real(2 * m - 1, dp)
       q(m, m) = dfact
       if (m + 1 <= lmax) q(m + 1, m) = real(2 * m + 1, dp) * z * dfact
       do l = m + 2, lmax
-        q(l, m) = (real(2 * l - 1, dp) * z * q(l - 1, m) - real(l + m - 1, dp) * q(l - 2, m)) &
-                  / real(l - m, dp)
+        q(l, m) = rec(1, l, m) * z * q(l - 1, m) - rec(2, l, m) * q(l - 2, m)
       end do
     end do
     do l = 0, lmax
@@ -236,6 +252,285 @@ contains
     end do
   end subroutine invariant_derivs
 
+  !> All radial functions at r, written as wr(nfun) = w R(r), wdr = w dR/dr
+  !> (cubic Hermite spline; explicit shapes so the loops vectorise).
+  pure subroutine radial_scaled(r, w, rmax, nfun, ntab, tab, derivs, wr, wdr)
+    integer, intent(in) :: nfun, ntab
+    logical, intent(in) :: derivs
+    real(dp), intent(in) :: r, w, rmax, tab(nfun, 2, ntab)
+    real(dp), intent(out) :: wr(nfun), wdr(nfun)
+    integer :: i, k
+    real(dp) :: h, s, t, h00, h10, h01, h11, g00, g10, g01, g11
+    h = rmax / real(ntab - 1, dp)
+    s = r / h
+    i = min(int(s), ntab - 2)
+    t = s - real(i, dp)
+    i = i + 1
+    h00 = w * (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2
+    h10 = w * t * (1.0_dp - t)**2 * h
+    h01 = w * t * t * (3.0_dp - 2.0_dp * t)
+    h11 = w * t * t * (t - 1.0_dp) * h
+    g00 = w * 6.0_dp * t * (t - 1.0_dp) / h
+    g10 = w * (3.0_dp * t * t - 4.0_dp * t + 1.0_dp)
+    g01 = -g00
+    g11 = w * (3.0_dp * t * t - 2.0_dp * t)
+    do k = 1, nfun
+      wr(k) = h00 * tab(k, 1, i) + h10 * tab(k, 2, i) + h01 * tab(k, 1, i + 1) &
+              + h11 * tab(k, 2, i + 1)
+    end do
+    if (.not. derivs) return
+    do k = 1, nfun
+      wdr(k) = g00 * tab(k, 1, i) + g10 * tab(k, 2, i) + g01 * tab(k, 1, i + 1) &
+               + g11 * tab(k, 2, i + 1)
+    end do
+  end subroutine radial_scaled
+
+  !> c(:, lm, a) += wr(:, l) y(lm): the density coefficients, n fastest.
+  pure subroutine accumulate_c(nmax, lmax, nlm, wr, y, c)
+    integer, intent(in) :: nmax, lmax, nlm
+    real(dp), intent(in) :: wr(nmax, 0:lmax), y(nlm)
+    real(dp), intent(inout) :: c(nmax, nlm)
+    integer :: l, lm, n
+    do l = 0, lmax
+      do lm = l * l + 1, l * l + 2 * l + 1
+        do n = 1, nmax
+          c(n, lm) = c(n, lm) + wr(n, l) * y(lm)
+        end do
+      end do
+    end do
+  end subroutine accumulate_c
+
+  !> accumulate_c for four neighbours at once (c is loaded and stored once).
+  pure subroutine accumulate_c4(nmax, lmax, nlm, nfun, wr, y, c)
+    integer, intent(in) :: nmax, lmax, nlm, nfun
+    real(dp), intent(in) :: wr(nfun, 4), y(nlm, 4)
+    real(dp), intent(inout) :: c(nmax, nlm)
+    integer :: l, lm, n, o
+    real(dp) :: y1, y2, y3, y4
+    do l = 0, lmax
+      o = nmax * l
+      do lm = l * l + 1, l * l + 2 * l + 1
+        y1 = y(lm, 1)
+        y2 = y(lm, 2)
+        y3 = y(lm, 3)
+        y4 = y(lm, 4)
+        do n = 1, nmax
+          c(n, lm) = c(n, lm) + ((wr(o + n, 1) * y1 + wr(o + n, 2) * y2) &
+                                 + (wr(o + n, 3) * y3 + wr(o + n, 4) * y4))
+        end do
+      end do
+    end do
+  end subroutine accumulate_c4
+
+  !> ps(n1, n2, a1, a2, l) = sum_m c(n1, lm, a1) c(n2, lm, a2) for every pair of channels.
+  pure subroutine power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
+    integer, intent(in) :: nmax, lmax, nlm, nchan
+    logical, intent(in) :: present(nchan)
+    real(dp), intent(in) :: c(nmax, nlm, nchan)
+    real(dp), intent(inout) :: ps(nmax, nmax, nchan, nchan, 0:lmax)
+    integer :: l, lm, a1, a2, n1, n2
+    real(dp) :: v
+    ! only blocks of channels present around the centre are computed (and read)
+    do l = 0, lmax
+      do a2 = 1, nchan
+        if (.not. present(a2)) cycle
+        do a1 = 1, nchan
+          if (.not. present(a1)) cycle
+          ps(:, :, a1, a2, l) = 0.0_dp
+          do lm = l * l + 1, l * l + 2 * l + 1
+            do n2 = 1, nmax
+              v = c(n2, lm, a2)
+              do n1 = 1, nmax
+                ps(n1, n2, a1, a2, l) = ps(n1, n2, a1, a2, l) + c(n1, lm, a1) * v
+              end do
+            end do
+          end do
+        end do
+      end do
+    end do
+  end subroutine power_matrix
+
+  !> Per neighbour: yc(n, l, b) = sum_m y(lm) c(n, lm, b) and
+  !> gc(n, l, b, x) = sum_m g(lm, x) c(n, lm, b), g the gradient of Y_lm(r / |r|).
+  pure subroutine project_c(nmax, lmax, nlm, nchan, present, c, y, g, yc, gc)
+    integer, intent(in) :: nmax, lmax, nlm, nchan
+    logical, intent(in) :: present(nchan)
+    real(dp), intent(in) :: c(nmax, nlm, nchan), y(nlm), g(nlm, 3)
+    real(dp), intent(out) :: yc(nmax, 0:lmax, nchan), gc(nmax, 0:lmax, nchan, 3)
+    integer :: l, lm, b, n, x
+    real(dp) :: v
+    do b = 1, nchan
+      if (.not. present(b)) cycle
+      yc(:, :, b) = 0.0_dp
+      do l = 0, lmax
+        do lm = l * l + 1, l * l + 2 * l + 1
+          v = y(lm)
+          do n = 1, nmax
+            yc(n, l, b) = yc(n, l, b) + v * c(n, lm, b)
+          end do
+        end do
+      end do
+    end do
+    do x = 1, 3
+      do b = 1, nchan
+        if (.not. present(b)) cycle
+        gc(:, :, b, x) = 0.0_dp
+        do l = 0, lmax
+          do lm = l * l + 1, l * l + 2 * l + 1
+            v = g(lm, x)
+            do n = 1, nmax
+              gc(n, l, b, x) = gc(n, l, b, x) + v * c(n, lm, b)
+            end do
+          end do
+        end do
+      end do
+    end do
+  end subroutine project_c
+
+  !> d(n1, n2, b, l, x) = d/dr_x of sum_m c(n1, lm, a) c(n2, lm, b) through the
+  !> neighbour's contribution to c(:, :, a) only: wdr(n1, l) u_x yc(n2, l, b)
+  !> + wr(n1, l) gc(n2, l, b, x).
+  pure subroutine pair_derivs(nmax, lmax, nchan, present, wr, wdr, u, yc, gc, d)
+    integer, intent(in) :: nmax, lmax, nchan
+    logical, intent(in) :: present(nchan)
+    real(dp), intent(in) :: wr(nmax, 0:lmax), wdr(nmax, 0:lmax), u(3)
+    real(dp), intent(in) :: yc(nmax, 0:lmax, nchan), gc(nmax, 0:lmax, nchan, 3)
+    real(dp), intent(out) :: d(nmax, nmax, nchan, 0:lmax, 3)
+    integer :: l, b, x, n1, n2
+    real(dp) :: s1, s2
+    do x = 1, 3
+      do l = 0, lmax
+        do b = 1, nchan
+          if (.not. present(b)) cycle
+          do n2 = 1, nmax
+            s1 = u(x) * yc(n2, l, b)
+            s2 = gc(n2, l, b, x)
+            do n1 = 1, nmax
+              d(n1, n2, b, l, x) = wdr(n1, l) * s1 + wr(n1, l) * s2
+            end do
+          end do
+        end do
+      end do
+    end do
+  end subroutine pair_derivs
+
+  !> Gradient of every power-spectrum feature along x for a neighbour of
+  !> channel a: df(f) = ffac(f) (d(i1(f)) [a1 = a] + d(i2(f)) [a2 = a]).
+  !> Only the nl features listed in fl (those with a channel a) are written,
+  !> df(j, x) for feature fl(j); a feature whose other channel is absent is 0.
+  pure subroutine power_feature_derivs(nf, nd, nchan, nl, a, fl, present, fa1, fa2, fi1, fi2, &
+                                       ffac, d, df)
+    integer, intent(in) :: nf, nd, nchan, nl, a
+    integer, intent(in) :: fl(nl), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+    logical, intent(in) :: present(nchan)
+    real(dp), intent(in) :: ffac(nf), d(nd, 3)
+    real(dp), intent(out) :: df(nl, 3)
+    integer :: j, f, x
+    real(dp) :: v
+    do x = 1, 3
+      do j = 1, nl
+        f = fl(j)
+        v = 0.0_dp
+        if (fa1(f) == a .and. present(fa2(f))) v = d(fi1(f), x)
+        if (fa2(f) == a .and. present(fa1(f))) v = v + d(fi2(f), x)
+        df(j, x) = ffac(f) * v
+      end do
+    end do
+  end subroutine power_feature_derivs
+
+  !> ds(:, y, x) += d(:, x) r(y): the strain derivative summed in the space of the
+  !> per-neighbour derivatives d (one array per channel), mapped to features once per centre.
+  pure subroutine strain_accumulate(nd, d, rv, ds)
+    integer, intent(in) :: nd
+    real(dp), intent(in) :: d(nd, 3), rv(3)
+    real(dp), intent(inout) :: ds(nd, 3, 3)
+    integer :: i, x, y
+    do x = 1, 3
+      do y = 1, 3
+        do i = 1, nd
+          ds(i, y, x) = ds(i, y, x) + d(i, x) * rv(y)
+        end do
+      end do
+    end do
+  end subroutine strain_accumulate
+
+  !> st(f, y, x) = ffac(f) (ds(i1(f), y, x, a1) + ds(i2(f), y, x, a2)), the terms of
+  !> channels absent around the centre left out (their d was never formed).
+  pure subroutine strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, ds, st)
+    integer, intent(in) :: nf, nd, nchan
+    logical, intent(in) :: present(nchan)
+    integer, intent(in) :: fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+    real(dp), intent(in) :: ffac(nf), ds(nd, 3, 3, nchan)
+    real(dp), intent(out) :: st(nf, 3, 3)
+    integer :: f, x, y
+    real(dp) :: v
+    do x = 1, 3
+      do y = 1, 3
+        do f = 1, nf
+          v = 0.0_dp
+          if (present(fa1(f)) .and. present(fa2(f))) &
+            v = ds(fi1(f), y, x, fa1(f)) + ds(fi2(f), y, x, fa2(f))
+          st(f, y, x) = ffac(f) * v
+        end do
+      end do
+    end do
+  end subroutine strain_features
+
+  !> scatter_grad / scatter_strain for the listed features only.
+  pure subroutine scatter_listed(nf, nl, fl, df, rv, want_grad, want_strain, g, dsum, st)
+    integer, intent(in) :: nf, nl, fl(nl)
+    real(dp), intent(in) :: df(nl, 3), rv(3)
+    logical, intent(in) :: want_grad, want_strain
+    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3), st(nf, 3, 3)
+    integer :: j, x, y
+    if (want_grad) then
+      do x = 1, 3
+        do j = 1, nl
+          g(fl(j), x) = g(fl(j), x) + df(j, x)
+          dsum(fl(j), x) = dsum(fl(j), x) + df(j, x)
+        end do
+      end do
+    end if
+    if (want_strain) then
+      do x = 1, 3
+        do y = 1, 3
+          do j = 1, nl
+            st(fl(j), y, x) = st(fl(j), y, x) + df(j, x) * rv(y)
+          end do
+        end do
+      end do
+    end if
+  end subroutine scatter_listed
+
+  !> grad(:, x, slot) += df(:, x) and dsum += df (the centre's share, -dsum, is written once).
+  pure subroutine scatter_grad(nf, df, g, dsum)
+    integer, intent(in) :: nf
+    real(dp), intent(in) :: df(nf, 3)
+    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
+    integer :: f, x
+    do x = 1, 3
+      do f = 1, nf
+        g(f, x) = g(f, x) + df(f, x)
+        dsum(f, x) = dsum(f, x) + df(f, x)
+      end do
+    end do
+  end subroutine scatter_grad
+
+  !> strain(:, y, x) += df(:, x) r(y): d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y.
+  pure subroutine scatter_strain(nf, df, rv, st)
+    integer, intent(in) :: nf
+    real(dp), intent(in) :: df(nf, 3), rv(3)
+    real(dp), intent(inout) :: st(nf, 3, 3)
+    integer :: f, x, y
+    do x = 1, 3
+      do y = 1, 3
+        do f = 1, nf
+          st(f, y, x) = st(f, y, x) + df(f, x) * rv(y)
+        end do
+      end do
+    end do
+  end subroutine scatter_strain
+
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
                           nmax, nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
@@ -250,8 +545,11 @@ contains
     logical, intent(in) :: want_grad, want_strain
     real(dp), intent(inout) :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
 
-    integer :: nc, nlm, nfun, nf, maxn, nt, ic
-    real(dp), allocatable :: nrm(:, :)
+    integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
+    real(dp), allocatable :: nrm(:, :), rec(:, :, :)
+    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fl_start(:), fl(:)
+    integer :: a, j
+    real(dp), allocatable :: dummy(:, :, :)
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -259,13 +557,85 @@ contains
     nfun = nmax * (lmax + 1)
     nf = size(feat, 1)
     maxn = max(1, maxval(nbr_start(2:nc + 1) - nbr_start(1:nc)))
-    allocate (nrm(0:lmax, 0:lmax))
+    allocate (nrm(0:lmax, 0:lmax), rec(2, 0:lmax, 0:lmax))
     call ylm_norms(lmax, nrm)
+    call ylm_recursion(lmax, rec)
 
     nt = nthreads
     if (nt <= 0) then
       nt = 1
       !$ nt = omp_get_max_threads()
+    end if
+
+    if (kind == KIND_POWER) then
+      ! where each feature reads the power matrix and the per-neighbour derivatives
+      nd = nmax * nmax * nchan * (lmax + 1)
+      ntab = size(rtab, 3)
+      allocate (fa1(nf), fa2(nf), fi1(nf), fi2(nf), psi(nf))
+      do f = 1, nf
+        fa1(f) = fmap(1, f)
+        fa2(f) = fmap(3, f)
+        fi1(f) = dindex(fmap(2, f), fmap(4, f), fmap(3, f), fmap(5, f))
+        fi2(f) = dindex(fmap(4, f), fmap(2, f), fmap(1, f), fmap(5, f))
+        psi(f) = fmap(2, f) + nmax * (fmap(4, f) - 1 + nmax * (fmap(1, f) - 1 &
+                 + nchan * (fmap(3, f) - 1 + nchan * fmap(5, f))))
+      end do
+      ! features that depend on the coefficients of each channel
+      ! (one counting pass and one filling pass: nf can be large with many species)
+      allocate (fl_start(nchan + 2), fl(2 * nf), dummy(1, 1, 1))
+      fl_start = 0
+      do f = 1, nf
+        fl_start(fa1(f) + 2) = fl_start(fa1(f) + 2) + 1
+        if (fa2(f) /= fa1(f)) fl_start(fa2(f) + 2) = fl_start(fa2(f) + 2) + 1
+      end do
+      do a = 2, nchan + 2
+        fl_start(a) = fl_start(a) + fl_start(a - 1)
+      end do
+      do f = 1, nf
+        fl_start(fa1(f) + 1) = fl_start(fa1(f) + 1) + 1
+        fl(fl_start(fa1(f) + 1)) = f
+        if (fa2(f) /= fa1(f)) then
+          fl_start(fa2(f) + 1) = fl_start(fa2(f) + 1) + 1
+          fl(fl_start(fa2(f) + 1)) = f
+        end if
+      end do
+      ! fl_start(a) is now where the list of channel a starts (0-based)
+      !$omp parallel num_threads(nt) default(shared) private(ic)
+      block
+        real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
+        real(dp), allocatable :: dy(:, :), q(:, :), cm(:), sm(:), ps(:), yc(:), gc(:), d(:)
+        real(dp), allocatable :: df(:, :), dsum(:, :), dst(:)
+        integer, allocatable :: ent(:), kpos(:)
+        logical, allocatable :: present(:)
+        logical :: derivs
+        derivs = want_grad .or. want_strain
+        allocate (c(nmax, nlm, nchan), wr(nfun, maxn), wdr(nfun, maxn), y(nlm, maxn))
+        allocate (u(3, maxn), dy(3, nlm), q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax))
+        allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
+        if (derivs) then
+          allocate (g(nlm, 3, maxn), yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
+          allocate (df(nf, 3), dsum(nf, 3))
+          d = 0.0_dp  ! blocks of absent channels are never formed; keep them finite
+        end if
+        if (want_strain) then
+          allocate (dst(9 * nd * nchan))
+        else
+          allocate (dst(1))
+        end if
+        !$omp do schedule(dynamic, 4)
+        do ic = 1, nc
+          call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
+                                d, df, dsum, ent, kpos, present, dst)
+        end do
+        !$omp end do
+        ! Explicitly, as below: gfortran 12 may not free BLOCK-local
+        ! allocatables inside a parallel region.
+        deallocate (c, wr, wdr, y, u, dy, q, cm, sm, ps, ent, kpos, present)
+        if (derivs) deallocate (g, yc, gc, d, df, dsum)
+        deallocate (dst)
+      end block
+      !$omp end parallel
+      return
     end if
 
     !$omp parallel num_threads(nt) default(shared) private(ic)
@@ -300,6 +670,126 @@ contains
 
   contains
 
+    !> 1-based flat index of (n1, n2, b, l) in d(nmax, nmax, nchan, 0:lmax).
+    pure integer function dindex(n1, n2, b, l)
+      integer(c_int), intent(in) :: n1, n2, b, l
+      dindex = n1 + nmax * (n2 - 1 + nmax * (b - 1 + nchan * l))
+    end function dindex
+
+    !> Power spectrum of centre ic and, if derivs, its gradients, contracted
+    !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
+    !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
+    subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
+                                d, df, dsum, ent, kpos, present, dst)
+      integer, intent(in) :: ic
+      logical, intent(in) :: derivs
+      real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
+      real(dp), intent(inout) :: dy(:, :), q(0:, 0:), cm(0:), sm(0:), ps(:), yc(:), gc(:)
+      real(dp), intent(inout) :: d(:), df(:, :), dsum(:, :)
+      integer, intent(inout) :: ent(:), kpos(:)
+      logical, intent(inout) :: present(:)
+      real(dp), intent(inout) :: dst(:)
+      integer :: s0, nn, e, k, nk, a, lm, x, slot, cs, nl
+      real(dp) :: r, ug
+
+      s0 = nbr_start(ic)
+      nn = nbr_start(ic + 1) - s0
+      c = 0.0_dp
+      cs = centre_species(ic)
+      c(:, 1, chan(cs)) = sw(cs) * self_c
+      ! neighbours inside rmax, stored grouped by channel (kpos: where each group starts)
+      kpos = 0
+      do e = 1, nn
+        if (dist(s0 + e) >= rmax) cycle
+        a = chan(nbr_species(s0 + e))
+        kpos(a + 1) = kpos(a + 1) + 1
+      end do
+      do a = 1, nchan
+        kpos(a + 1) = kpos(a + 1) + kpos(a)
+      end do
+      nk = kpos(nchan + 1)
+      do e = 1, nn
+        r = dist(s0 + e)
+        if (r >= rmax) cycle
+        a = chan(nbr_species(s0 + e))
+        kpos(a) = kpos(a) + 1
+        k = kpos(a)
+        ent(k) = s0 + e
+        u(:, k) = vec(:, s0 + e) / r
+        call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, derivs, &
+                           wr(:, k), wdr(:, k))
+        call ylm_real(lmax, nrm, rec, u(:, k), derivs, y(:, k), dy, q, cm, sm)
+        if (derivs) then
+          do lm = 1, nlm
+            ug = u(1, k) * dy(1, lm) + u(2, k) * dy(2, lm) + u(3, k) * dy(3, lm)
+            do x = 1, 3
+              g(lm, x, k) = (dy(x, lm) - ug * u(x, k)) / r
+            end do
+          end do
+        end if
+      end do
+      ! kpos(a) is now the end of group a; accumulate four neighbours at a time
+      k = 1
+      do a = 1, nchan
+        do while (k + 3 <= kpos(a))
+          call accumulate_c4(nmax, lmax, nlm, nfun, wr(:, k:k + 3), y(:, k:k + 3), c(:, :, a))
+          k = k + 4
+        end do
+        do while (k <= kpos(a))
+          call accumulate_c(nmax, lmax, nlm, wr(:, k), y(:, k), c(:, :, a))
+          k = k + 1
+        end do
+      end do
+
+      ! channels with a density around this centre (kpos(a) is the end of group a)
+      present(1) = kpos(1) > 0
+      do a = 2, nchan
+        present(a) = kpos(a) > kpos(a - 1)
+      end do
+      present(chan(cs)) = .true.
+      call power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
+      do k = 1, nf
+        if (present(fa1(k)) .and. present(fa2(k))) then
+          feat(k, ic) = ffac(k) * ps(psi(k))
+        else
+          feat(k, ic) = 0.0_dp
+        end if
+      end do
+      if (.not. derivs) return
+
+      if (want_grad) then
+        do slot = slot_start(ic) + 1, slot_start(ic + 1)
+          grad(:, :, slot) = 0.0_dp
+        end do
+        dsum = 0.0_dp
+      end if
+      if (want_strain) dst = 0.0_dp
+      do k = 1, nk
+        e = ent(k)
+        a = chan(nbr_species(e))
+        call project_c(nmax, lmax, nlm, nchan, present, c, y(:, k), g(:, :, k), yc, gc)
+        call pair_derivs(nmax, lmax, nchan, present, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
+        if (want_strain) call strain_accumulate(nd, d, vec(:, e), &
+                                                dst(9 * nd * (a - 1) + 1:9 * nd * a))
+        if (.not. want_grad) cycle
+        nl = fl_start(a + 1) - fl_start(a)
+        call power_feature_derivs(nf, nd, nchan, nl, a, fl(fl_start(a) + 1:fl_start(a + 1)), &
+                                  present, fa1, fa2, fi1, fi2, ffac, d, df)
+        if (nl == nf) then  ! every feature: contiguous loops
+          call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
+        else
+          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
+                              .true., .false., grad(:, :, nbr_slot(e)), dsum, dummy)
+        end if
+      end do
+      if (want_grad) then
+        slot = centre_slot(ic)
+        grad(:, :, slot) = grad(:, :, slot) - dsum
+      end if
+      if (want_strain) call strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, &
+                                            dst, strain(:, :, :, ic))
+    end subroutine power_one_centre
+
     subroutine one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
@@ -327,7 +817,7 @@ contains
         w = sw(nbr_species(s0 + e))
         u = vec(:, s0 + e) / r
         call radial_values(r, rmax, rtab, rf, drf)
-        call ylm_real(lmax, nrm, u, derivs, y, dy, q, cm, sm)
+        call ylm_real(lmax, nrm, rec, u, derivs, y, dy, q, cm, sm)
         do l = 0, lmax
           off = nmax * l
           do m = -l, l

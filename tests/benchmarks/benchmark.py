@@ -55,6 +55,7 @@ HERE = Path(__file__).resolve().parent
 #: ``run(args, report)`` and ``memory_probe(system_key) -> dict``.
 FAMILIES = {
     "acsf": "acsf_cases",
+    "soap": "soap_cases",
 }
 
 
