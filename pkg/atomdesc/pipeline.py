@@ -3,8 +3,9 @@
 Frames are read lazily (:mod:`atomdesc.io`), grouped into chunks of
 consecutive structures, computed in parallel (threads locally, or the workers
 of a ``dask.distributed.Client``) and appended to a zarr store
-(:mod:`atomdesc.store`) in input order. At most a few chunks are in flight,
-so memory does not grow with the dataset. After each chunk's data the store
+(:mod:`atomdesc.store`) in input order, several computed chunks per append
+(about :data:`APPEND_BYTES` of results). At most a few chunks are in flight,
+so memory does not grow with the dataset. After each append's data the store
 records how far it got; running the same call again resumes there.
 """
 
