@@ -12,7 +12,7 @@ Position gradients: DScribe's ACSF derivatives are numerical only
 (``derivatives(method="numerical", attach=True)``): a central difference that
 calls ``create_single`` for one centre twice per (centre, atom, direction),
 i.e. 6 × n_centres × n_atoms calls. On a large periodic system a full run
-takes hours, so it is run on the first k centres (``centers=range(k)``, all
+takes minutes to over an hour, so it is run on the first k centres (``centers=range(k)``, all
 atoms included) and its time is multiplied by n_centres / k. The rule is exact
 up to the spread of one call's time: every centre costs the same
 6 × n_atoms calls on the same structure (each call rebuilds the periodic
@@ -26,7 +26,7 @@ its features-only time measured on all centres; atomdesc's is one
 from __future__ import annotations
 
 import argparse
-import resource
+import gc
 import sys
 import time
 import tracemalloc
@@ -43,14 +43,20 @@ import atomdesc
 from benchmark import (
     Goal,
     Report,
+    Timing,
     fmt_bytes,
     fmt_rate,
     fmt_ratio,
     fmt_time,
+    load_average,
     machine_lines,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
     run_memory_probe,
     time_interleaved,
     time_once,
+    wait_for_quiet,
 )
 from systems import SYSTEMS, BenchSystem
 
@@ -115,7 +121,7 @@ def neighbours_per_centre(system: BenchSystem) -> float:
 
 
 def dscribe_numerical(ds: Any, system: BenchSystem, k: int, repeat: int,
-                      ) -> tuple[Any, float, str, list[np.ndarray], list[int] | None]:
+                      ) -> tuple[Timing, float, str, list[np.ndarray], list[int] | None]:
     """Time DScribe's numerical derivatives, on all centres or on the first ``k``.
 
     :return: the timing, the full-system time it stands for, how that was
@@ -163,7 +169,6 @@ def measure_system(system: BenchSystem, args: argparse.Namespace) -> dict[str, A
         ds, system, k, 1 if args.quick else 2)
     return {
         "system": system,
-        "n_features": ad.n_features,
         "times": times,
         "feature_diff": relative_difference(ours, theirs),
         "numerical": numerical,
@@ -188,15 +193,18 @@ def memory_probe(system_key: str) -> dict[str, Any]:
     """Peak memory of one features + gradients call (run in a fresh process)."""
     system = SYSTEMS[system_key]()
     ad = atomdesc_acsf(system)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    ad.compute(system.structures[0], n_threads=1)  # load the kernels outside the measurement
+    gc.collect()
+    rss_before = rss_bytes()
+    if not reset_peak_rss():
+        raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs)")
     tracemalloc.start()
     results = as_list(ad.compute(system.inputs, gradients=True, n_threads=1))
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "rss_before": rss_before,
-        "rss_after": rss_after,
+        "rss_peak": peak_rss_bytes(),
         "traced_peak": traced_peak,
         "features": sum(r.features.nbytes for r in results),
         "gradient_values": sum(r.gradient_values.nbytes for r in results),
@@ -211,8 +219,9 @@ def stage_clock() -> Iterator[dict[str, float]]:
     """Accumulate the time atomdesc spends in each stage of a computation.
 
     Wraps the internals the ACSF plugin calls (vesin's neighbour search, the
-    CSR construction, the gradient slots, the Fortran kernel); whatever is
-    left of the total is Python-side validation and result assembly.
+    rest of the neighbour list, the gradient slots, the Fortran kernel);
+    whatever is left of the total is Python-side validation and result
+    assembly. Only for this report: it breaks when those internals move.
     """
     import vesin
 
@@ -258,9 +267,10 @@ def measure_stages(system: BenchSystem, gradients: bool, repeat: int) -> dict[st
             best = dict(clock)
     assert best is not None
     return {
+        "load": load_average(),
         "total": best["total"],
         "neighbour search (vesin)": best["vesin"],
-        "sort + CSR": best["neighbours"] - best["vesin"],
+        "neighbour post-processing": best["neighbours"] - best["vesin"],
         "gradient slots": best.get("slots", 0.0),
         "species + checks": best["build"] - best["neighbours"] - best.get("slots", 0.0),
         "Fortran kernel": best["kernel"],
@@ -285,22 +295,23 @@ def run(args: argparse.Namespace, report: Report) -> None:
         report.add(line)
     report.add(f"- repeats per timing: {args.repeat}; times are best of the repeats "
                "(median in brackets); ratios use the best times")
+    report.add("- load: the highest 1-minute load average seen while a row was measured. The "
+               "benchmark itself adds about 1 (about 2 while it runs 2 threads); more than "
+               "that means other processes competed for the cores")
     report.add()
     report.add(f"Hyper-parameters: r_cut = {R_CUT} Å, cosine cutoff; "
                f"G2 (eta, r_s) = {[p[0] for p in G2_PARAMS]} Å⁻² with r_s = 0; "
                f"G4 (eta, zeta, lambda) = {[tuple(p) for p in G4_PARAMS]}.")
 
     report.heading(3, "Systems")
-    rows = []
-    ad_features = {}
-    for system in systems:
-        ad_features[system.key] = atomdesc_acsf(system).n_features
-        rows.append([system.title, system.n_atoms, " ".join(system.species),
-                     ad_features[system.key], f"{neighbours_per_centre(system):.1f}"])
+    rows = [[system.title, system.n_atoms, " ".join(system.species),
+             atomdesc_acsf(system).n_features, f"{neighbours_per_centre(system):.1f}"]
+            for system in systems]
     report.table(["system", "atoms", "species", "features", "neighbours per centre"], rows)
 
     measured = []
     for system in systems:
+        wait_for_quiet(args.max_load, args.max_wait)
         print(f"... measuring {system.key}", file=sys.stderr, flush=True)
         measured.append(measure_system(system, args))
 
@@ -350,6 +361,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
         for system in systems:
             if system.key not in THREAD_SYSTEMS:
                 continue
+            wait_for_quiet(args.max_load, args.max_wait)
             times = measure_threads(system, args.threads, args)
             thread_results[system.key] = times
             for task in ("features", "gradients"):
@@ -357,15 +369,15 @@ def run(args: argparse.Namespace, report: Report) -> None:
                     t1, tn = times[f"{task}/{base}"], times[f"{task}/{n}"]
                     rows.append([
                         system.key, "features" if task == "features" else "features + gradients",
-                        f"{fmt_time(t1.best)} ({fmt_time(t1.median)})",
+                        f"{fmt_time(t1.best)} ({fmt_time(t1.median)})", n,
                         f"{fmt_time(tn.best)} ({fmt_time(tn.median)})",
                         f"**{fmt_ratio(t1.best / tn.best)}**",
                         fmt_ratio(t1.median / tn.median), f"{max(t1.load, tn.load):.2f}",
                     ])
-        report.table(["system", "task", f"{base} thread(s)", f"{args.threads[1]} threads",
-                      "speed-up", "speed-up (medians)", "load"], rows)
-        report.add("A load above ~1 on a 2-core machine means another process held a core: "
-                   "the 2-thread speed-up is then meaningless.")
+        report.table(["system", "task", f"time, {base} thread{'s' if base > 1 else ''}",
+                      "threads", "time", "speed-up", "speed-up (medians)", "load"], rows)
+        report.add("With another busy process on a 2-core machine the 2-thread speed-up is "
+                   "meaningless: check the load column.")
 
     if not args.no_memory:
         report.heading(3, "(d) Memory of one features + gradients call (1 thread)")
@@ -373,39 +385,55 @@ def run(args: argparse.Namespace, report: Report) -> None:
         for system in systems:
             p = run_memory_probe("acsf", system.key)
             rows.append([
-                system.key, fmt_bytes(p["rss_after"]),
-                fmt_bytes(p["rss_after"] - p["rss_before"]), fmt_bytes(p["traced_peak"]),
+                system.key, fmt_bytes(p["rss_before"]), fmt_bytes(p["rss_peak"]),
+                fmt_bytes(p["rss_peak"] - p["rss_before"]), fmt_bytes(p["traced_peak"]),
                 f"{fmt_bytes(p['gradient_values'])} + {fmt_bytes(p['gradient_pairs'])}",
                 f"{p['n_pairs']:,}", fmt_bytes(p["dense"]),
                 f"{(p['gradient_values'] + p['gradient_pairs']) / p['dense']:.3f}",
             ])
-        report.table(["system", "peak RSS", "RSS growth in compute", "tracemalloc peak",
+        report.table(["system", "RSS before", "peak RSS in the call", "growth",
+                      "tracemalloc peak",
                       "gradient values + pairs", "(centre, atom) pairs",
                       "dense layout", "sparse / dense"], rows)
-        report.add("Each row is a fresh process. Peak RSS includes the interpreter and the "
-                   "imports; RSS growth is the rise of the peak during the call; tracemalloc "
-                   "counts numpy arrays (not Fortran-internal scratch). Dense layout = "
-                   "n_centres × n_atoms × 3 × n_features × 8 B, the layout DScribe returns.")
+        report.add("Each row is a fresh process (interpreter, imports and structure included "
+                   "in RSS before). Growth = peak RSS during the call − RSS before: the "
+                   "result plus every temporary. tracemalloc counts numpy arrays only "
+                   "(not Fortran-internal scratch). Dense layout = n_centres × n_atoms × 3 × "
+                   "n_features × 8 B, the layout DScribe returns.")
 
     if not args.no_stages:
         report.heading(3, "(e) Where atomdesc's time goes (1 thread, fastest call)")
-        stage_rows = []
-        stage_names: list[str] = []
-        for system in systems:
-            for gradients in (False, True):
-                stages = measure_stages(system, gradients, args.repeat)
-                stage_names = [s for s in stages if s != "total"]
-                total = stages["total"]
-                stage_rows.append(
-                    [system.key, "features + gradients" if gradients else "features",
-                     fmt_time(total)]
-                    + [f"{fmt_time(stages[s])} ({100 * stages[s] / total:.0f}%)"
-                       for s in stage_names])
-        report.table(["system", "task", "total"] + stage_names, stage_rows)
+        try:
+            stage_table(systems, args, report)
+        except (AttributeError, KeyError) as exc:  # the internals it wraps moved on
+            report.add(f"Stage timing unavailable ({type(exc).__name__}: {exc}): "
+                       "`stage_clock` needs updating to the current internals.")
 
     report.heading(3, "Goals")
     add_goals(report, measured, thread_results, args.threads)
     report.goal_table()
+
+
+def stage_table(systems: list[BenchSystem], args: argparse.Namespace, report: Report) -> None:
+    rows = []
+    names: list[str] = []
+    for system in systems:
+        wait_for_quiet(args.max_load, args.max_wait)
+        for gradients in (False, True):
+            stages = measure_stages(system, gradients, args.repeat)
+            names = [s for s in stages if s not in ("total", "load")]
+            total = stages["total"]
+            rows.append([system.key, "features + gradients" if gradients else "features",
+                         fmt_time(total)]
+                        + [f"{fmt_time(stages[s])} ({100 * stages[s] / total:.0f}%)"
+                           for s in names]
+                        + [f"{stages['load']:.2f}"])
+    report.table(["system", "task", "total"] + names + ["load"], rows)
+    report.add("Stages: vesin's neighbour search; its checks and reordering into per-centre "
+               "lists (`compute_neighbours` minus vesin); the (centre, atom) gradient slots; "
+               "species lookup and index checks (the rest of `KernelNeighbours.build`); the "
+               "Fortran kernel; everything else (input validation, batching of molecules, "
+               "result assembly).")
 
 
 def add_goals(report: Report, measured: list[dict[str, Any]],

@@ -3,12 +3,13 @@
 Usage (from the repository root)::
 
     python tests/benchmarks/benchmark.py acsf                  # full run, a few minutes
-    python tests/benchmarks/benchmark.py acsf --quick          # smoke run, about a minute
+    python tests/benchmarks/benchmark.py acsf --quick          # smoke run, under a minute
     python tests/benchmarks/benchmark.py acsf --threads 1 2 --output benchmarks-acsf.md
+    python tests/benchmarks/benchmark.py acsf --max-load 1.5   # shared machine: wait for quiet
 
-Each family is a subcommand (``acsf`` now; SOAP and others are added the same
-way, see ``FAMILIES``). Peers are optional requirements of the benchmark only,
-never dependencies of atomdesc (the ``bench`` extra)::
+Each family is a subcommand (see ``FAMILIES``); the structures are shared
+(``systems.py``). Peers are optional requirements of the benchmark only, never
+dependencies of atomdesc; each family's module names its own::
 
     pip install "dscribe==2.1.2"                               # ACSF peer
 
@@ -21,7 +22,8 @@ How the numbers are made, and why:
   compared. The callables being compared are timed interleaved (round robin),
   so a burst of load hits both sides alike; each is sampled ``--repeat`` times
   and the best and the median are kept. The 1-minute load average is printed
-  next to every timing: distrust rows measured under a load above ~1.
+  next to every timing; the benchmark itself adds about 1, so distrust rows
+  measured under a load well above that.
 * Nothing is estimated without being measured: when a peer is too slow to run
   in full, it is run on a subset and scaled by a stated, exact rule (see the
   family's module).
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import importlib
 import json
 import os
@@ -65,6 +68,26 @@ FAMILIES = {
 def load_average() -> float:
     """The 1-minute load average (what ``uptime`` shows first)."""
     return os.getloadavg()[0]
+
+
+def wait_for_quiet(max_load: float | None, timeout: float = 900.0) -> None:
+    """Sleep until the 1-minute load average drops below ``max_load`` (at most ``timeout`` s).
+
+    While this process sleeps it adds nothing to the load, so the average
+    decays towards what the other processes cause.
+    """
+    if max_load is None:
+        return
+    waited = 0.0
+    while load_average() >= max_load and waited < timeout:
+        if waited == 0:
+            print(f"... waiting for the load average ({load_average():.2f}) to drop below "
+                  f"{max_load}", file=sys.stderr, flush=True)
+        time.sleep(15)
+        waited += 15
+    if load_average() >= max_load:
+        print(f"... still at load {load_average():.2f} after {timeout:.0f} s; measuring anyway",
+              file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -220,42 +243,114 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def source_revision() -> str:
-    """The git commit of the checkout this script belongs to, and whether it has local edits."""
+#: The parts of the repository whose changes change the timings.
+SOURCE_PATHS = ("pkg", "plugins", "fortran", "meson.build", "pyproject.toml")
+
+
+def source_state() -> str:
+    """The git commit of this checkout's package sources, with any uncommitted edits.
+
+    Uncommitted edits are named with a hash of their diff, so two runs can be
+    told apart; :func:`main` checks the state again at the end of a run.
+    """
     def git(*command: str) -> str:
         return subprocess.run(["git", *command], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
+                              check=True).stdout
 
     try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        paths = [f":(top){path}" for path in SOURCE_PATHS]
+        changed = git("diff", "HEAD", "--name-only", "--", *paths).split()
+        diff = git("diff", "HEAD", "--", *paths)
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    return f"git {commit}" + (" with uncommitted changes" if dirty else "")
+    if not changed:
+        return f"git {commit}"
+    digest = hashlib.sha1(diff.encode()).hexdigest()[:8]
+    return f"git {commit} + uncommitted changes to {', '.join(changed)} (diff {digest})"
+
+
+def source_digest() -> str:
+    """A hash of the package sources as they are on disk (committed or not)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--full-name", "--cached", "--others", "--exclude-standard", "-z", "--",
+             *[f":(top){path}" for path in SOURCE_PATHS]],
+            cwd=HERE, capture_output=True, check=True).stdout
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=HERE,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    digest = hashlib.sha1()
+    for name in sorted(filter(None, listed.decode().split("\0"))):
+        path = Path(top) / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def machine_lines(packages: Sequence[str]) -> list[str]:
     """What the timings were measured on, as markdown bullet points."""
-    model = "unknown"
+    model, simd = "unknown", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and model == "unknown":
                 model = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not simd:
+                # the vector extensions the kernels could use with -march flags
+                wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f")
+                flags = line.split(":", 1)[1].split()
+                simd = " ".join(f for f in wanted if f in flags)
     except OSError:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     one, five, fifteen = os.getloadavg()
     versions = ", ".join(f"{p} {package_version(p)}" for p in packages)
     return [
-        f"- atomdesc source: {source_revision()}",
-        f"- CPU: {model}; {os.cpu_count()} logical CPUs, {usable} usable by this process",
+        f"- atomdesc source: {source_state()}; sources digest {source_digest()}",
+        f"- CPU: {model}; {os.cpu_count()} logical CPUs, {usable} usable by this process; "
+        f"SIMD: {simd or 'unknown'}",
         f"- load average at start (1, 5, 15 min): {one:.2f}, {five:.2f}, {fifteen:.2f}",
         f"- {platform.platform()}; Python {platform.python_version()}",
         f"- {versions}",
         f"- OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}; "
         f"date {time.strftime('%Y-%m-%d %H:%M %Z')}",
     ]
+
+
+# ------------------------------------------------------------------ memory
+
+
+def _status_bytes(key: str) -> int:
+    """A ``kB`` field of /proc/self/status (Linux), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now."""
+    return _status_bytes("VmRSS")
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process since start or :func:`reset_peak_rss`.
+
+    Read from VmHWM rather than ``getrusage``: Linux carries ``ru_maxrss``
+    over from the parent through fork and exec, so a child started by a big
+    benchmark process would report the parent's peak.
+    """
+    return _status_bytes("VmHWM")
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak at the current resident size (Linux ≥ 4.0); False if not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------- subprocess
@@ -294,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="samples per timing (default 7, or 3 with --quick)")
         p.add_argument("--output", type=Path, default=None,
                        help="also write the markdown report to this file")
+        p.add_argument("--max-load", type=float, default=None, metavar="L",
+                       help="before each block of measurements, wait (see --max-wait) until "
+                            "the 1-minute load average is below L; e.g. 0.5 on a shared machine")
+        p.add_argument("--max-wait", type=float, default=900.0, metavar="SECONDS",
+                       help="longest wait for --max-load before measuring anyway (default 900)")
         p.add_argument("--memory-probe", metavar="SYSTEM", default=None,
                        help=argparse.SUPPRESS)  # internal: one probe in a child process
         module.add_arguments(p)
@@ -309,7 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is None:
         args.repeat = 3 if args.quick else 7
     report = Report()
+    digest = source_digest()
     module.run(args, report)
+    if source_digest() != digest:  # an editable install rebuilds on import: children differ
+        report.add()
+        report.add("**Warning: the atomdesc sources changed during this run**; the tables "
+                   "may mix versions: run again.")
     if args.output is not None:
         report.write(args.output)
         print(f"\nreport written to {args.output}")

@@ -97,9 +97,8 @@ def water_192(seed: int = 20240523, density: float = 1.0, min_distance: float = 
 def g2_molecules() -> BenchSystem:
     """The 148 molecules of ase.collections.g2, non-periodic, as one list.
 
-    The set's 14 isolated atoms are left out: they have no neighbours and
-    describe nothing, and atomdesc 0.1.0 rejects a structure without any
-    neighbour pair inside the cutoff.
+    The set's 14 isolated atoms are left out: they are not molecules and have
+    no neighbours (their features are all zero).
     """
     from ase.collections import g2
 
