@@ -381,7 +381,20 @@ def _cat(arrays: list[np.ndarray], empty: tuple[int, ...], dtype: Any) -> np.nda
 # ------------------------------------------------------------------ runners
 
 
-class _LocalRunner:
+class _Runner:
+    """What both runners share: futures with ``result()`` and ``cancel()``."""
+
+    @staticmethod
+    def result(future: Any) -> ChunkResult:
+        return future.result()
+
+    @staticmethod
+    def cancel(future: Any) -> None:
+        if future is not None:
+            future.cancel()
+
+
+class _LocalRunner(_Runner):
     """Chunks computed on a background thread while the next one is read."""
 
     #: One chunk read, one computed, one written at a time.
@@ -395,20 +408,11 @@ class _LocalRunner:
     def submit(self, structures: list[Any], options: dict[str, Any]) -> Any:
         return self.pool.submit(compute_chunk, self.d, structures, options, self.n_threads)
 
-    @staticmethod
-    def result(future: Any) -> ChunkResult:
-        return future.result()
-
-    @staticmethod
-    def cancel(future: Any) -> None:
-        if future is not None:
-            future.cancel()
-
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _DaskRunner:
+class _DaskRunner(_Runner):
     """Chunks computed on the workers of a ``dask.distributed.Client``."""
 
     def __init__(self, client: Any, d: Descriptor) -> None:
@@ -421,15 +425,6 @@ class _DaskRunner:
         # Only what the computation reads travels to the workers.
         payload = [_bare_atoms(a) for a in structures]
         return self.client.submit(compute_chunk, self.hypers, payload, options, 1, pure=False)
-
-    @staticmethod
-    def result(future: Any) -> ChunkResult:
-        return future.result()
-
-    @staticmethod
-    def cancel(future: Any) -> None:
-        if future is not None:
-            future.cancel()
 
     def close(self) -> None:
         pass
