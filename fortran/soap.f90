@@ -438,8 +438,9 @@ contains
     end do
   end subroutine power_feature_derivs
 
-  !> ds(:, y, x) += d(:, x) r(y): the strain derivative summed in the space of the
-  !> per-neighbour derivatives d (one array per channel), mapped to features once per centre.
+  !> ds(:, y, x) += d(:, x) r(y), i.e. d/d eps_xy = sum_e (d/dr_e)_x (r_e)_y: for features
+  !> directly, or in the space of the per-neighbour derivatives d (one array per channel),
+  !> mapped to features once per centre.
   pure subroutine strain_accumulate(nd, d, rv, ds)
     integer, intent(in) :: nd
     real(dp), intent(in) :: d(nd, 3), rv(3)
@@ -476,7 +477,7 @@ contains
     end do
   end subroutine strain_features
 
-  !> scatter_grad / scatter_strain for the listed features only.
+  !> scatter_grad and the strain sum (as in strain_accumulate) for the listed features only.
   pure subroutine scatter_listed(nf, nl, fl, df, rv, want_grad, want_strain, g, dsum, st)
     integer, intent(in) :: nf, nl, fl(nl)
     real(dp), intent(in) :: df(nl, 3), rv(3)
@@ -515,21 +516,6 @@ contains
       end do
     end do
   end subroutine scatter_grad
-
-  !> strain(:, y, x) += df(:, x) r(y): d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y.
-  pure subroutine scatter_strain(nf, df, rv, st)
-    integer, intent(in) :: nf
-    real(dp), intent(in) :: df(nf, 3), rv(3)
-    real(dp), intent(inout) :: st(nf, 3, 3)
-    integer :: f, x, y
-    do x = 1, 3
-      do y = 1, 3
-        do f = 1, nf
-          st(f, y, x) = st(f, y, x) + df(f, x) * rv(y)
-        end do
-      end do
-    end do
-  end subroutine scatter_strain
 
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
