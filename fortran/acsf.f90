@@ -40,7 +40,7 @@ module acsf_kernel
   !> Per-thread work arrays, sized for the largest neighbourhood. Passed
   !> explicitly: OpenMP privatisation does not reach host-associated variables.
   type :: workspace
-    integer, allocatable :: order(:), sp(:), block_start(:)
+    integer, allocatable :: order(:), sp(:), block_start(:), runs(:, :)
     real(dp), allocatable :: r(:, :), d(:), fc(:), dfc(:), e4(:, :), e5(:, :)
     real(dp), allocatable :: tmp(:, :), dge(:, :, :), scratch(:, :), powers(:, :, :)
   end type workspace
@@ -86,7 +86,7 @@ contains
     !$omp parallel num_threads(nt) default(shared) private(ic)
     block
       type(workspace) :: w
-      allocate (w%order(maxn), w%sp(maxn), w%block_start(nspecies + 1))
+      allocate (w%order(maxn), w%sp(maxn), w%block_start(nspecies + 1), w%runs(2, nf))
       allocate (w%r(maxn, 3), w%d(maxn), w%fc(maxn), w%dfc(maxn), w%tmp(maxn, 2))
       allocate (w%e4(maxn, size(a4%etas)), w%e5(maxn, size(a5%etas)))
       allocate (w%dge(maxn, 3, nf), w%scratch(maxn, N_SCRATCH))
@@ -98,8 +98,8 @@ contains
       !$omp end do
       ! Explicitly: gfortran 12 does not free the allocatable components of a
       ! BLOCK-local variable inside a parallel region (a leak on every call).
-      deallocate (w%order, w%sp, w%block_start, w%r, w%d, w%fc, w%dfc, w%tmp, w%e4, w%e5, &
-                  w%dge, w%scratch, w%powers)
+      deallocate (w%order, w%sp, w%block_start, w%runs, w%r, w%d, w%fc, w%dfc, w%tmp, w%e4, &
+                  w%e5, w%dge, w%scratch, w%powers)
     end block
     !$omp end parallel
 
@@ -110,7 +110,7 @@ contains
     subroutine one_centre(w, ic)
       type(workspace), intent(inout) :: w
       integer, intent(in) :: ic
-      integer :: s0, nn, e, s, x, y, slot
+      integer :: s0, nn, e, s, x, y, slot, k, f0, f1, nrun
       associate (order => w%order, sp => w%sp, block_start => w%block_start, r => w%r, &
                  d => w%d, fc => w%fc, dfc => w%dfc, e4 => w%e4, e5 => w%e5, &
                  tmp => w%tmp, dge => w%dge)
@@ -118,10 +118,18 @@ contains
       s0 = nbr_start(ic)
       nn = nbr_start(ic + 1) - s0
       feat(:, ic) = 0.0_dp
+      nrun = 0
       if (nn > 0) then
         call gather_sorted(w, s0, nn)
+        ! Only the columns of species present around the centre can be non-zero:
+        ! with many species that is a small part of the row.
+        call present_columns(block_start, w%runs, nrun)
         call cutoff_array(ckind, d(1:nn), rc, cpar, ctab, fc(1:nn), dfc(1:nn), derivs)
-        if (derivs) dge(1:nn, :, :) = 0.0_dp
+        if (derivs) then
+          do k = 1, nrun
+            dge(1:nn, :, w%runs(1, k):w%runs(2, k)) = 0.0_dp
+          end do
+        end if
         do s = 1, nspecies
           if (block_start(s + 1) > block_start(s)) then
             call radial_terms(w, ic, block_start(s) + 1, block_start(s + 1), (s - 1) * nrad)
@@ -137,8 +145,11 @@ contains
         do e = 1, nn
           slot = nbr_slot(s0 + order(e))
           do x = 1, 3
-            grad(:, x, slot) = grad(:, x, slot) + dge(e, x, :)
-            grad(:, x, centre_slot(ic)) = grad(:, x, centre_slot(ic)) - dge(e, x, :)
+            do k = 1, nrun
+              f0 = w%runs(1, k); f1 = w%runs(2, k)
+              grad(f0:f1, x, slot) = grad(f0:f1, x, slot) + dge(e, x, f0:f1)
+              grad(f0:f1, x, centre_slot(ic)) = grad(f0:f1, x, centre_slot(ic)) - dge(e, x, f0:f1)
+            end do
           end do
         end do
       end if
@@ -148,13 +159,40 @@ contains
         do e = 1, nn
           do x = 1, 3
             do y = 1, 3
-              strain(:, y, x, ic) = strain(:, y, x, ic) + dge(e, x, :) * r(e, y)
+              do k = 1, nrun
+                f0 = w%runs(1, k); f1 = w%runs(2, k)
+                strain(f0:f1, y, x, ic) = strain(f0:f1, y, x, ic) + dge(e, x, f0:f1) * r(e, y)
+              end do
             end do
           end do
         end do
       end if
       end associate
     end subroutine one_centre
+
+    !> The feature columns that species present (non-empty blocks) can reach, as
+    !> ascending ranges runs(1, k) .. runs(2, k), adjacent ones merged (one species:
+    !> a single range over the whole row).
+    pure subroutine present_columns(block_start, runs, nrun)
+      integer, intent(in) :: block_start(:)
+      integer, intent(out) :: runs(:, :), nrun
+      integer :: sa, sb
+      logical :: present(nspecies)
+      present = block_start(2:nspecies + 1) > block_start(1:nspecies)
+      nrun = 0
+      do sa = 1, nspecies
+        if (present(sa)) call add_run(runs, nrun, (sa - 1) * nrad + 1, sa * nrad)
+      end do
+      if (nang == 0) return
+      do sb = 1, nspecies
+        do sa = 1, sb
+          if (present(sa) .and. present(sb)) then
+            call add_run(runs, nrun, nspecies * nrad + ((sb * (sb - 1)) / 2 + sa - 1) * nang + 1, &
+                         nspecies * nrad + ((sb * (sb - 1)) / 2 + sa) * nang)
+          end if
+        end do
+      end do
+    end subroutine present_columns
 
     !> Copy the centre's entries into local arrays sorted by species (counting sort).
     subroutine gather_sorted(w, s0, nn)
@@ -367,6 +405,21 @@ contains
     end do
     end associate
   end subroutine angular_block
+
+  !> Append the column range first..last to runs(:, 1:nrun), merging it with the last
+  !> range when they touch.
+  pure subroutine add_run(runs, nrun, first, last)
+    integer, intent(inout) :: runs(:, :), nrun
+    integer, intent(in) :: first, last
+    if (nrun > 0) then
+      if (runs(2, nrun) + 1 == first) then
+        runs(2, nrun) = last
+        return
+      end if
+    end if
+    nrun = nrun + 1
+    runs(:, nrun) = [first, last]
+  end subroutine add_run
 
   !> base = 1 + lam c and a1 = base**(zeta - 1), by repeated products for integer zeta
   !> (exact, and finite at base = 0).
