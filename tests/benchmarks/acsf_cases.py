@@ -55,6 +55,7 @@ from benchmark import (
     rss_bytes,
     run_memory_probe,
     time_interleaved,
+    time_thread_counts,
     time_once,
     wait_for_quiet,
 )
@@ -180,13 +181,7 @@ def measure_system(system: BenchSystem, args: argparse.Namespace) -> dict[str, A
 
 def measure_threads(system: BenchSystem, threads: list[int], args: argparse.Namespace,
                     ) -> dict[str, Any]:
-    ad = atomdesc_acsf(system)
-    x = system.inputs
-    calls: dict[str, Callable[[], Any]] = {}
-    for n in threads:
-        calls[f"features/{n}"] = lambda n=n: ad.compute(x, n_threads=n)
-        calls[f"gradients/{n}"] = lambda n=n: ad.compute(x, gradients=True, n_threads=n)
-    return time_interleaved(calls, args.repeat, 0.05 if args.quick else 0.2)
+    return time_thread_counts(atomdesc_acsf(system), system.inputs, threads, args, 0.2)
 
 
 def memory_probe(system_key: str) -> dict[str, Any]:

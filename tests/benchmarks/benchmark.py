@@ -138,6 +138,17 @@ def time_interleaved(
     return {name: Timing(samples[name], load) for name in calls}
 
 
+def time_thread_counts(descriptor: Any, inputs: Any, threads: list[int], args: argparse.Namespace,
+                       min_time: float) -> dict[str, Any]:
+    """Features and features + gradients of one input at each thread count, interleaved."""
+    calls: dict[str, Callable[[], Any]] = {}
+    for n in threads:
+        calls[f"features/{n}"] = lambda n=n: descriptor.compute(inputs, n_threads=n)
+        calls[f"gradients/{n}"] = lambda n=n: descriptor.compute(inputs, gradients=True,
+                                                                 n_threads=n)
+    return time_interleaved(calls, args.repeat, 0.05 if args.quick else min_time)
+
+
 def time_once(call: Callable[[], Any], repeat: int) -> tuple[Timing, Any]:
     """Time a slow callable (seconds or more per call) ``repeat`` times.
 

@@ -50,6 +50,7 @@ from benchmark import (
     package_version,
     run_memory_probe,
     time_interleaved,
+    time_thread_counts,
 )
 from systems import SYSTEMS, BenchSystem
 
@@ -185,13 +186,7 @@ def measure_system(system: BenchSystem, peers: list[str], args: argparse.Namespa
 
 
 def measure_threads(system: BenchSystem, threads: list[int], args: argparse.Namespace) -> Any:
-    ad = ours(system, "featomic")
-    x = system.inputs
-    calls: dict[str, Callable[[], Any]] = {}
-    for n in threads:
-        calls[f"features/{n}"] = lambda n=n: ad.compute(x, n_threads=n)
-        calls[f"gradients/{n}"] = lambda n=n: ad.compute(x, gradients=True, n_threads=n)
-    return time_interleaved(calls, args.repeat, 0.05 if args.quick else 0.3)
+    return time_thread_counts(ours(system, "featomic"), system.inputs, threads, args, 0.3)
 
 
 def peak_rss() -> int:
