@@ -6,9 +6,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from ase.build import molecule
+from ase import Atoms
+from ase.build import bulk, molecule
 
 import atomdesc
+from atomdesc.plugins.soap import real_ylm
+from atomdesc.radial import gaussian_radial_integral
 from atomdesc.registry import PluginLoadWarning, Registry, make_plugin_manager
 from atomdesc.splines import hermite_evaluate
 
@@ -61,6 +64,43 @@ def test_spline_table_accuracy(example_plugin):
     exact, dexact = cutoff.evaluate(r)
     assert np.max(np.abs(f - exact)) <= 1e-8 * np.max(np.abs(exact))
     assert np.max(np.abs(df - dexact)) <= 1e-5 * np.max(np.abs(dexact))
+
+
+def test_third_party_radial_basis_is_orthonormal(example_plugin):
+    provided = atomdesc.get_registry().radial_basis("spherical_bessel")
+    assert provided.distribution == "atomdesc-example-plugin"
+    basis = provided.obj(n_max=6, l_max=3, r_cut=4.0)
+    np.testing.assert_allclose(basis.overlap(), np.broadcast_to(np.eye(6), (4, 6, 6)), atol=1e-10)
+
+
+def test_third_party_radial_basis_runs_in_the_soap_kernels(example_plugin):
+    # the kernel's expansion of one neighbour equals the plugin's basis integrated directly
+    e = atomdesc.descriptor("spherical_expansion", species=["H"], r_cut=3.0, n_max=3, l_max=4,
+                            sigma=0.4, rbf="spherical_bessel", cutoff="none")
+    atoms = Atoms("HH", positions=[[0, 0, 0], [0.3, -0.8, 1.1]])
+    c = e.compute(atoms, centers=[0]).features[0].reshape(3, 25)  # (n, lm)
+    r = np.linalg.norm(atoms.positions[1])
+    integral, _ = gaussian_radial_integral(e.basis, np.array([r, 0.0]), 0.4)
+    y = real_ylm(4, atoms.positions[1:] / r)[0]
+    ls = np.repeat(np.arange(5), 2 * np.arange(5) + 1)
+    expected = integral[ls, :, 0].T * y[None, :]
+    expected[:, 0] += integral[0, :, 1] / np.sqrt(4 * np.pi)  # the centre's own density
+    np.testing.assert_allclose(c, expected, rtol=1e-8, atol=1e-10 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("family", ["soap", "bispectrum"])
+def test_third_party_radial_basis_derivatives(example_plugin, checks, family):
+    d = atomdesc.descriptor(family, species=["H", "C", "O"], r_cut=3.0, n_max=3, l_max=2,
+                            sigma=0.5, rbf="spherical_bessel")
+    periodic = bulk("NaCl", "rocksalt", a=3.4, cubic=False)
+    periodic.set_chemical_symbols(["C", "O"])
+    periodic.rattle(0.05, seed=1)
+    for atoms in (molecule("CH3OH"), periodic):
+        res = d.compute(atoms, gradients=True, strain_gradients=True)
+        assert checks.relative_error(res.dense_gradients(), checks.fd_gradients(d, atoms)) <= 1e-6
+        assert checks.relative_error(res.strain_gradients, checks.fd_strain(d, atoms)) <= 1e-6
+    again = atomdesc.descriptor_from_hypers(d.hypers)
+    np.testing.assert_array_equal(again.compute(periodic).features, res.features)
 
 
 def test_broken_plugin_is_reported_and_others_still_work(example_plugin, make_distribution):

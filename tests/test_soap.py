@@ -13,8 +13,8 @@ from ase.io import read
 
 import atomdesc
 from atomdesc.plugins import soap as soap_plugin
-from atomdesc.radial import RadialBasis, gaussian_radial_integral, radial_table
-from atomdesc.registry import Provided, get_registry
+from atomdesc.radial import gaussian_radial_integral, radial_table
+from atomdesc.registry import get_registry
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "structures"
@@ -149,41 +149,6 @@ def test_radial_table_accuracy():
     for k in range(table.shape[2]):
         approx, _ = hermite_evaluate(table[:, :, k], d.r_max, r)
         assert np.abs(approx - exact[k]).max() <= 1e-8 * np.abs(table[:, 0, k]).max()
-
-
-class _BesselBasis(RadialBasis):
-    """A third-party basis given only as numpy functions: j0-like sines on [0, r_cut]."""
-
-    name = "test_sine"
-
-    def evaluate(self, r):
-        n = np.arange(1, self.n_max + 1)[:, None]
-        k = n * np.pi / self.r_cut
-        x = np.clip(r, 0, self.r_cut)[None, :]
-        v = np.sin(k * x) * (self.r_cut - x)
-        dv = k * np.cos(k * x) * (self.r_cut - x) - np.sin(k * x)
-        return (np.broadcast_to(v, (self.l_max + 1, *v.shape)),
-                np.broadcast_to(dv, (self.l_max + 1, *dv.shape)))
-
-
-def test_third_party_radial_basis(monkeypatch, molecule_hco):
-    registry = get_registry()
-    monkeypatch.setitem(registry.radial_bases, "test_sine",
-                        Provided("test_sine", _BesselBasis, "tests", "tests"))
-    d = small("soap", rbf="test_sine")
-    grad_err, strain_err = finite_differences(d, molecule_hco)
-    assert grad_err <= 1e-6 and strain_err <= 1e-6
-    # the kernel's expansion equals a direct numpy evaluation of the same basis
-    e = small("spherical_expansion", rbf="test_sine", cutoff="none", r_cut=3.0, sigma=0.4)
-    atoms = Atoms("HH", positions=[[0, 0, 0], [0.3, -0.8, 1.1]])
-    c = e.compute(atoms, centers=[0]).features[0].reshape(3, 2, 16)[0]  # channel H
-    r = np.linalg.norm(atoms.positions[1])
-    i, _ = gaussian_radial_integral(e.basis, np.array([r, 0.0]), 0.4)
-    y = soap_plugin.real_ylm(3, atoms.positions[1:] / r)[0]
-    ls = np.repeat(np.arange(4), 2 * np.arange(4) + 1)
-    expected = i[ls, :, 0].T * y[None, :]
-    expected[:, 0] += i[0, :, 1] / np.sqrt(4 * np.pi)
-    np.testing.assert_allclose(c, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
 def test_radial_table_refuses_non_smooth():
