@@ -12,7 +12,7 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from .result import DescriptorResult
-from .system import System, merge_molecules
+from .system import System, is_periodic, merge_molecules
 
 
 def max_threads() -> int:
@@ -141,7 +141,7 @@ class Descriptor(abc.ABC):
         results: list[DescriptorResult | None] = [None] * len(structures)
         single = list(range(len(structures)))
         if self.batchable:
-            single = [k for k, s in enumerate(structures) if _is_periodic(s)]
+            single = [k for k, s in enumerate(structures) if is_periodic(s)]
             molecules = sorted(set(range(len(structures))) - set(single))
             for batch in self._batches(structures, molecules):
                 for k, result in zip(batch, self._compute_molecules(
@@ -201,13 +201,17 @@ class Descriptor(abc.ABC):
         system = merge_molecules(molecules)
         self.check_species(system)
         atom_start = system.fragments
-        local = []
-        for index, n_atoms in enumerate(np.diff(atom_start)):
-            try:
-                local.append(check_centers(centers, int(n_atoms)))
-            except ValueError as exc:
-                raise ValueError(f"structure {index}: {exc}") from None
-        rows = np.concatenate([c + a for c, a in zip(local, atom_start)])
+        if centers is None:  # every atom: nothing to check
+            local = [np.arange(n, dtype=np.int64) for n in np.diff(atom_start).tolist()]
+            rows = np.arange(atom_start[-1], dtype=np.int64)
+        else:
+            local = []
+            for index, n_atoms in enumerate(np.diff(atom_start).tolist()):
+                try:
+                    local.append(check_centers(centers, n_atoms))
+                except ValueError as exc:
+                    raise ValueError(f"structure {index}: {exc}") from None
+            rows = np.concatenate([c + a for c, a in zip(local, atom_start)])
         merged = self.compute_system(system, rows, gradients=gradients,
                                      strain_gradients=strain_gradients, n_threads=n_threads)
         return merged.split(local, atom_start)
@@ -249,11 +253,6 @@ class Descriptor(abc.ABC):
                 f"the structure contains species {[chemical_symbols[z] for z in unknown]} "
                 f"that are not in species={self.species}"
             )
-
-
-def _is_periodic(structure: Any) -> bool:
-    pbc = getattr(structure, "pbc", True)
-    return bool(pbc.any()) if isinstance(pbc, np.ndarray) else bool(np.any(pbc))
 
 
 def check_centers(centers: Sequence[int] | None, n_atoms: int) -> np.ndarray:

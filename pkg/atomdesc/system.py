@@ -80,6 +80,18 @@ class System:
         return cls(positions, numbers.astype(np.int64), cell, pbc)
 
 
+def is_periodic(structure: Any) -> bool:
+    """Whether a structure (an Atoms or alike) is periodic along any axis.
+
+    ``any(pbc.tolist())``: numpy's ``.any()`` costs more than a microsecond on a
+    3-element array, which adds up over a list of small molecules.
+    """
+    pbc = getattr(structure, "pbc", True)
+    if isinstance(pbc, np.ndarray):
+        return any(pbc.tolist())
+    return bool(np.any(pbc))
+
+
 def merge_molecules(structures: list[Any]) -> System:
     """Several non-periodic structures as one System with ``fragments`` set.
 
@@ -95,7 +107,7 @@ def merge_molecules(structures: list[Any]) -> System:
             and (counts > 0).all() and np.isfinite(positions).all()
             and np.issubdtype(numbers.dtype, np.integer)
             and numbers.min() >= 1 and numbers.max() < len(chemical_symbols)
-            and not any(s.pbc.any() for s in structures)
+            and not any(is_periodic(s) for s in structures)
         )
     except (AttributeError, ValueError, TypeError):
         valid = False
