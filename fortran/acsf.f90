@@ -9,6 +9,9 @@
 ! centres never write to the same memory and results do not depend on the
 ! number of threads.
 !
+! feat, grad and strain are zero on entry (the caller allocates them zeroed, so
+! that memory no centre writes is never touched) and are only added to.
+!
 ! Feature layout (DScribe's): for each neighbour species s, [G1, G2(:), G3(:)];
 ! then for each unordered species pair (a <= b), [G4(:), G5(:)], pairs ordered
 ! by b, then a: (1,1), (1,2), (2,2), (1,3), (2,3), (3,3), ...
@@ -117,7 +120,6 @@ contains
 
       s0 = nbr_start(ic)
       nn = nbr_start(ic + 1) - s0
-      feat(:, ic) = 0.0_dp
       nrun = 0
       if (nn > 0) then
         call gather_sorted(w, s0, nn)
@@ -139,9 +141,6 @@ contains
       end if
 
       if (want_grad) then
-        do slot = slot_start(ic) + 1, slot_start(ic + 1)
-          grad(:, :, slot) = 0.0_dp
-        end do
         do e = 1, nn
           slot = nbr_slot(s0 + order(e))
           do x = 1, 3
@@ -155,7 +154,6 @@ contains
       end if
       if (want_strain) then
         ! d G / d eps_xy = sum_e (dG/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic)
-        strain(:, :, :, ic) = 0.0_dp
         do e = 1, nn
           do x = 1, 3
             do y = 1, 3

@@ -7,7 +7,11 @@
 !   * dummy-argument kinds come from iso_c_binding (f2py maps them itself);
 !   * every routine is ``threadsafe``: f2py releases the GIL around the call;
 !   * sizes are hidden and taken from the arrays; the Python wrappers check
-!     every index array against those sizes before the call.
+!     every index array against those sizes before the call;
+!   * large outputs are intent(inout) arrays the caller allocates with
+!     np.zeros (see atomdesc.kernel_inputs.zeroed_outputs): calloc gives
+!     untouched zero pages, where an intent(out) array would be memset by
+!     f2py and then overwritten; the kernels only add to them.
 module kernels
   use, intrinsic :: iso_c_binding, only: c_double, c_int
   use acsf_kernel, only: acsf_centres
@@ -26,7 +30,8 @@ contains
 
   !> ACSF features of nc centres, optionally with position and strain gradients.
   !> feat(nf, nc); grad(nf, 3, nslots) = dG/dr of slot atoms; strain(nf, 3, 3, nsc)
-  !> with strain(f, y, x, i) = dG_f(i) / d eps_xy. Pass nslots = 0 / nsc = 0 to skip.
+  !> with strain(f, y, x, i) = dG_f(i) / d eps_xy, all zero on entry (added to).
+  !> Pass nslots = 0 / nsc = 0 to skip.
   subroutine acsf(nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
                   g2, g3, g4, g5, rc, ckind, cpar, ctab, nspecies, pair_factor, &
                   want_grad, want_strain, nthreads, nf, nslots, nsc, feat, grad, strain, &
@@ -40,6 +45,9 @@ contains
     !f2py integer intent(hide), depend(g5) :: n5 = shape(g5, 1)
     !f2py integer intent(hide), depend(ctab) :: ntab = shape(ctab, 1)
     !f2py integer intent(hide), depend(cpar) :: npar = len(cpar)
+    !f2py integer intent(hide), depend(feat) :: nf = shape(feat, 0)
+    !f2py integer intent(hide), depend(grad) :: nslots = shape(grad, 2)
+    !f2py integer intent(hide), depend(strain) :: nsc = shape(strain, 3)
     integer(c_int), intent(in) :: nc, ne, n2, n3, n4, n5, ntab, npar, nf, nslots, nsc
     integer(c_int), intent(in) :: nbr_start(nc + 1), nbr_species(ne), nbr_slot(ne)
     integer(c_int), intent(in) :: centre_slot(nc), slot_start(nc + 1)
@@ -48,7 +56,7 @@ contains
     real(c_double), intent(in) :: rc, cpar(npar), ctab(2, ntab), pair_factor
     integer(c_int), intent(in) :: ckind, nspecies, nthreads
     logical, intent(in) :: want_grad, want_strain
-    real(c_double), intent(out) :: feat(nf, nc), grad(nf, 3, nslots), strain(nf, 3, 3, nsc)
+    real(c_double), intent(inout) :: feat(nf, nc), grad(nf, 3, nslots), strain(nf, 3, 3, nsc)
 
     call acsf_centres(nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
                       g2, g3, g4, g5, rc, ckind, cpar, ctab, nspecies, pair_factor, &

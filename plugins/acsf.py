@@ -9,7 +9,7 @@ import numpy as np
 from atomdesc import _kernels
 from atomdesc.cutoffs import parse_cutoff_spec
 from atomdesc.descriptor import Descriptor, normalise_species, positive_float
-from atomdesc.kernel_inputs import KernelNeighbours
+from atomdesc.kernel_inputs import KernelNeighbours, zeroed_outputs
 from atomdesc.registry import get_registry, hookimpl
 from atomdesc.result import DescriptorResult
 
@@ -127,13 +127,14 @@ class ACSF(Descriptor):
     def compute_system(self, system, centers, *, gradients, strain_gradients, n_threads):
         nb = KernelNeighbours.build(system, self.r_cut, centers, self.species, gradients)
         kind, cpar, table = self._cutoff_args
-        feat, grad, strain = _kernels.kernels.acsf(
+        feat, grad, strain = zeroed_outputs(self.n_features, len(centers), nb.n_slots,
+                                            len(centers) if strain_gradients else 0)
+        _kernels.kernels.acsf(
             nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start,
             self.g2_params.T, self.g3_params[:, 0], self.g4_params.T, self.g5_params.T,
             self.r_cut, kind, cpar, table, len(self.species), CONVENTIONS[self.convention],
-            gradients, strain_gradients, n_threads,
-            self.n_features, nb.n_slots, len(centers) if strain_gradients else 0,
+            gradients, strain_gradients, n_threads, feat, grad, strain,
         )
         return DescriptorResult(
             features=feat.T,

@@ -121,3 +121,20 @@ class KernelNeighbours:
             )
         if not ok:  # a bug in atomdesc, never a user error: refuse to call Fortran
             raise RuntimeError("internal error: inconsistent neighbour data for the kernels")
+
+
+def zeroed_outputs(
+    n_features: int, n_centers: int, n_slots: int, n_strain: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zeroed feature, gradient and strain arrays in the kernels' (Fortran) order.
+
+    ``np.zeros`` takes fresh zero pages from the system for large arrays, so
+    the kernels only touch the memory they write: gradient rows of many
+    species are mostly zero, and would otherwise be cleared twice.
+    Returned as ``(n_features, n_centers)``, ``(n_features, 3, n_slots)`` and
+    ``(n_features, 3, 3, n_strain)`` views; ``.T`` of each is C-ordered.
+    """
+    feat = np.zeros((n_centers, n_features)).T
+    grad = np.zeros((n_slots, 3, n_features)).T
+    strain = np.zeros((n_strain, 3, 3, n_features)).T
+    return feat, grad, strain
