@@ -39,6 +39,7 @@ module soap_kernel
 
   integer, parameter :: KIND_EXPANSION = 0, KIND_POWER = 1, KIND_BISPECTRUM = 2
   real(dp), parameter :: pi = 3.14159265358979323846264338327950288_dp
+  integer, parameter :: YLM_LANES = 16  ! neighbours per call of ylm_block
 
 contains
 
@@ -76,65 +77,85 @@ contains
     end do
   end subroutine ylm_recursion
 
-  !> Real Y_lm(u) for a unit vector u and, if grad, the gradient of the
-  !> polynomial form with respect to u (not yet projected on the sphere).
-  pure subroutine ylm_real(lmax, nrm, rec, u, grad, y, dy, q, cm, sm)
-    integer, intent(in) :: lmax
-    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), rec(2, 0:lmax, 0:lmax), u(3)
+  !> Real Y_lm of the unit vectors u(:, 1:m), m <= YLM_LANES, with the neighbours
+  !> innermost so that the recursions vectorise. y(:, i) = Y_lm(u_i) and, if grad,
+  !> g(:, x, i) = d Y_lm(r / |r|) / d r_x at r = r(i) u_i. q, cm, sm, yb and dyb
+  !> are work space of the caller.
+  pure subroutine ylm_block(lmax, nlm, nrm, rec, m, u, r, grad, y, g, q, cm, sm, yb, dyb)
+    integer, intent(in) :: lmax, nlm, m
+    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), rec(2, 0:lmax, 0:lmax), u(3, m), r(m)
     logical, intent(in) :: grad
-    real(dp), intent(out) :: y(:), dy(:, :)
-    real(dp), intent(inout) :: q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax)
-    integer :: l, m, i0
-    real(dp) :: z, dfact, a
+    real(dp), intent(inout) :: y(nlm, m), g(:, :, :)
+    real(dp), intent(inout) :: q(YLM_LANES, 0:lmax + 1, 0:lmax + 1)
+    real(dp), intent(inout) :: cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax)
+    real(dp), intent(inout) :: yb(YLM_LANES, nlm), dyb(YLM_LANES, 3, nlm)
+    real(dp) :: ux(YLM_LANES), uy(YLM_LANES), z(YLM_LANES), a(YLM_LANES), ug(YLM_LANES)
+    real(dp) :: dfact
+    integer :: i, l, mm, i0, x
 
-    z = u(3)
-    cm(0) = 1.0_dp
-    sm(0) = 0.0_dp
-    do m = 1, lmax
-      cm(m) = u(1) * cm(m - 1) - u(2) * sm(m - 1)
-      sm(m) = u(1) * sm(m - 1) + u(2) * cm(m - 1)
+    do i = 1, m
+      ux(i) = u(1, i); uy(i) = u(2, i); z(i) = u(3, i)
     end do
-    ! Q_l^m(z) = d^m P_l / dz^m, zero for m > l (only Q_l^(l+1) is read)
+    cm(1:m, 0) = 1.0_dp
+    sm(1:m, 0) = 0.0_dp
+    do mm = 1, lmax
+      do i = 1, m
+        cm(i, mm) = ux(i) * cm(i, mm - 1) - uy(i) * sm(i, mm - 1)
+        sm(i, mm) = ux(i) * sm(i, mm - 1) + uy(i) * cm(i, mm - 1)
+      end do
+    end do
     do l = 0, lmax
-      q(l, l + 1) = 0.0_dp
+      q(1:m, l, l + 1) = 0.0_dp
     end do
     dfact = 1.0_dp
-    do m = 0, lmax
-      if (m > 0) dfact = dfact * real(2 * m - 1, dp)
-      q(m, m) = dfact
-      if (m + 1 <= lmax) q(m + 1, m) = real(2 * m + 1, dp) * z * dfact
-      do l = m + 2, lmax
-        q(l, m) = rec(1, l, m) * z * q(l - 1, m) - rec(2, l, m) * q(l - 2, m)
+    do mm = 0, lmax
+      if (mm > 0) dfact = dfact * real(2 * mm - 1, dp)
+      q(1:m, mm, mm) = dfact
+      if (mm + 1 <= lmax) q(1:m, mm + 1, mm) = real(2 * mm + 1, dp) * z(1:m) * dfact
+      do l = mm + 2, lmax
+        do i = 1, m
+          q(i, l, mm) = rec(1, l, mm) * z(i) * q(i, l - 1, mm) - rec(2, l, mm) * q(i, l - 2, mm)
+        end do
       end do
     end do
     do l = 0, lmax
       i0 = l * l + l + 1
-      y(i0) = nrm(l, 0) * q(l, 0)
-      do m = 1, l
-        a = nrm(l, m) * q(l, m)
-        y(i0 + m) = a * cm(m)
-        y(i0 - m) = a * sm(m)
+      yb(1:m, i0) = nrm(l, 0) * q(1:m, l, 0)
+      do mm = 1, l
+        a(1:m) = nrm(l, mm) * q(1:m, l, mm)
+        yb(1:m, i0 + mm) = a(1:m) * cm(1:m, mm)
+        yb(1:m, i0 - mm) = a(1:m) * sm(1:m, mm)
       end do
     end do
+    y = transpose(yb(1:m, :))
     if (.not. grad) return
     do l = 0, lmax
       i0 = l * l + l + 1
-      dy(1, i0) = 0.0_dp
-      dy(2, i0) = 0.0_dp
-      dy(3, i0) = nrm(l, 0) * q(l, 1)
-      do m = 1, l
-        a = nrm(l, m) * q(l, m)
-        ! d cos-part: dC_m/dx = m C_(m-1), dC_m/dy = -m S_(m-1)
-        dy(1, i0 + m) = a * real(m, dp) * cm(m - 1)
-        dy(2, i0 + m) = -a * real(m, dp) * sm(m - 1)
-        dy(3, i0 + m) = nrm(l, m) * q(l, m + 1) * cm(m)
-        ! d sin-part: dS_m/dx = m S_(m-1), dS_m/dy = m C_(m-1)
-        dy(1, i0 - m) = a * real(m, dp) * sm(m - 1)
-        dy(2, i0 - m) = a * real(m, dp) * cm(m - 1)
-        dy(3, i0 - m) = nrm(l, m) * q(l, m + 1) * sm(m)
+      dyb(1:m, 1, i0) = 0.0_dp
+      dyb(1:m, 2, i0) = 0.0_dp
+      dyb(1:m, 3, i0) = nrm(l, 0) * q(1:m, l, 1)
+      do mm = 1, l
+        a(1:m) = nrm(l, mm) * q(1:m, l, mm)
+        dyb(1:m, 1, i0 + mm) = a(1:m) * real(mm, dp) * cm(1:m, mm - 1)
+        dyb(1:m, 2, i0 + mm) = -a(1:m) * real(mm, dp) * sm(1:m, mm - 1)
+        dyb(1:m, 3, i0 + mm) = nrm(l, mm) * q(1:m, l, mm + 1) * cm(1:m, mm)
+        dyb(1:m, 1, i0 - mm) = a(1:m) * real(mm, dp) * sm(1:m, mm - 1)
+        dyb(1:m, 2, i0 - mm) = a(1:m) * real(mm, dp) * cm(1:m, mm - 1)
+        dyb(1:m, 3, i0 - mm) = nrm(l, mm) * q(1:m, l, mm + 1) * sm(1:m, mm)
       end do
     end do
-  end subroutine ylm_real
+    ! the gradient of Y_lm(r / |r|): (dY - (u . dY) u) / r
+    do l = 1, nlm
+      do i = 1, m
+        ug(i) = ux(i) * dyb(i, 1, l) + uy(i) * dyb(i, 2, l) + z(i) * dyb(i, 3, l)
+      end do
+      do x = 1, 3
+        do i = 1, m
+          g(l, x, i) = (dyb(i, x, l) - ug(i) * u(x, i)) / r(i)
+        end do
+      end do
+    end do
+  end subroutine ylm_block
 
   !> All radial functions and their derivatives at r (cubic Hermite spline).
   pure subroutine radial_values(r, rmax, tab, f, df)
@@ -589,19 +610,24 @@ contains
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
-        real(dp), allocatable :: dy(:, :), q(:, :), cm(:), sm(:), ps(:), yc(:), gc(:), d(:)
+        real(dp), allocatable :: rk(:), q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :)
+        real(dp), allocatable :: ps(:), yc(:), gc(:), d(:)
         real(dp), allocatable :: df(:, :), dsum(:, :), dst(:)
         integer, allocatable :: ent(:), kpos(:)
         logical, allocatable :: present(:)
         logical :: derivs
         derivs = want_grad .or. want_strain
         allocate (c(nmax, nlm, nchan), wr(nfun, maxn), wdr(nfun, maxn), y(nlm, maxn))
-        allocate (u(3, maxn), dy(3, nlm), q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax))
+        allocate (u(3, maxn), rk(maxn), q(YLM_LANES, 0:lmax + 1, 0:lmax + 1))
+        allocate (cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax), yb(YLM_LANES, nlm))
         allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
         if (derivs) then
-          allocate (g(nlm, 3, maxn), yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
+          allocate (g(nlm, 3, maxn), dyb(YLM_LANES, 3, nlm))
+          allocate (yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
           allocate (df(nf, 3), dsum(nf, 3))
           d = 0.0_dp  ! blocks of absent channels are never formed; keep them finite
+        else
+          allocate (g(1, 1, 1), dyb(1, 1, 1))
         end if
         if (want_strain) then
           allocate (dst(9 * nd * nchan))
@@ -610,14 +636,14 @@ contains
         end if
         !$omp do schedule(dynamic, 4)
         do ic = 1, nc
-          call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
-                                d, df, dsum, ent, kpos, present, dst)
+          call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
+                                yc, gc, d, df, dsum, ent, kpos, present, dst)
         end do
         !$omp end do
         ! Explicitly, as below: gfortran 12 may not free BLOCK-local
         ! allocatables inside a parallel region.
-        deallocate (c, wr, wdr, y, u, dy, q, cm, sm, ps, ent, kpos, present)
-        if (derivs) deallocate (g, yc, gc, d, df, dsum)
+        deallocate (c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, ent, kpos, present)
+        if (derivs) deallocate (yc, gc, d, df, dsum)
         deallocate (dst)
       end block
       !$omp end parallel
@@ -626,13 +652,14 @@ contains
 
     !$omp parallel num_threads(nt) default(shared) private(ic)
     block
-      real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), dy(:, :)
-      real(dp), allocatable :: q(:, :), cm(:), sm(:), dF(:, :)
+      real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), gy(:, :, :)
+      real(dp), allocatable :: q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :), dF(:, :)
       integer, allocatable :: echan(:)
       logical :: derivs
       derivs = want_grad .or. want_strain
-      allocate (c(nlm, nmax, nchan), rf(nfun), drf(nfun), y(nlm), dy(3, nlm))
-      allocate (q(0:lmax + 1, 0:lmax + 1), cm(0:lmax), sm(0:lmax), echan(maxn))
+      allocate (c(nlm, nmax, nchan), rf(nfun), drf(nfun), y(nlm), gy(nlm, 3, 1), echan(maxn))
+      allocate (q(YLM_LANES, 0:lmax + 1, 0:lmax + 1), cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax))
+      allocate (yb(YLM_LANES, nlm), dyb(YLM_LANES, 3, nlm))
       if (derivs) then
         allocate (dce(nlm, nmax, 3, maxn))
         if (kind /= KIND_EXPANSION) then
@@ -645,12 +672,12 @@ contains
       end if
       !$omp do schedule(dynamic, 4)
       do ic = 1, nc
-        call one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
+        call one_centre(ic, derivs, c, dce, rf, drf, y, gy, q, cm, sm, yb, dyb, echan, dF)
       end do
       !$omp end do
       ! Explicitly, as in acsf.f90: gfortran 12 may not free BLOCK-local
       ! allocatables inside a parallel region.
-      deallocate (c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
+      deallocate (c, dce, rf, drf, y, gy, q, cm, sm, yb, dyb, echan, dF)
     end block
     !$omp end parallel
 
@@ -665,18 +692,19 @@ contains
     !> Power spectrum of centre ic and, if derivs, its gradients, contracted
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
-    subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, dy, q, cm, sm, ps, yc, gc, &
-                                d, df, dsum, ent, kpos, present, dst)
+    subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
+                                yc, gc, d, df, dsum, ent, kpos, present, dst)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
-      real(dp), intent(inout) :: dy(:, :), q(0:, 0:), cm(0:), sm(0:), ps(:), yc(:), gc(:)
+      real(dp), intent(inout) :: rk(:), q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
+      real(dp), intent(inout) :: ps(:), yc(:), gc(:)
       real(dp), intent(inout) :: d(:), df(:, :), dsum(:, :)
       integer, intent(inout) :: ent(:), kpos(:)
       logical, intent(inout) :: present(:)
       real(dp), intent(inout) :: dst(:)
-      integer :: s0, nn, e, k, nk, a, lm, x, slot, cs, nl
-      real(dp) :: r, ug
+      integer :: s0, nn, e, k, k1, nk, a, slot, cs, nl
+      real(dp) :: r
 
       s0 = nbr_start(ic)
       nn = nbr_start(ic + 1) - s0
@@ -702,16 +730,18 @@ contains
         k = kpos(a)
         ent(k) = s0 + e
         u(:, k) = vec(:, s0 + e) / r
+        rk(k) = r
         call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, derivs, &
                            wr(:, k), wdr(:, k))
-        call ylm_real(lmax, nrm, rec, u(:, k), derivs, y(:, k), dy, q, cm, sm)
+      end do
+      do k = 1, nk, YLM_LANES
+        k1 = min(nk, k + YLM_LANES - 1)
         if (derivs) then
-          do lm = 1, nlm
-            ug = u(1, k) * dy(1, lm) + u(2, k) * dy(2, lm) + u(3, k) * dy(3, lm)
-            do x = 1, 3
-              g(lm, x, k) = (dy(x, lm) - ug * u(x, k)) / r
-            end do
-          end do
+          call ylm_block(lmax, nlm, nrm, rec, k1 - k + 1, u(:, k:k1), rk(k:k1), .true., &
+                         y(:, k:k1), g(:, :, k:k1), q, cm, sm, yb, dyb)
+        else
+          call ylm_block(lmax, nlm, nrm, rec, k1 - k + 1, u(:, k:k1), rk(k:k1), .false., &
+                         y(:, k:k1), g, q, cm, sm, yb, dyb)
         end if
       end do
       ! kpos(a) is now the end of group a; accumulate four neighbours at a time
@@ -776,14 +806,15 @@ contains
                                             dst, strain(:, :, :, ic))
     end subroutine power_one_centre
 
-    subroutine one_centre(ic, derivs, c, dce, rf, drf, y, dy, q, cm, sm, echan, dF)
+    subroutine one_centre(ic, derivs, c, dce, rf, drf, y, gy, q, cm, sm, yb, dyb, echan, dF)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
-      real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), dy(:, :)
-      real(dp), intent(inout) :: q(0:, 0:), cm(0:), sm(0:), dF(:, :)
+      real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), gy(:, :, :)
+      real(dp), intent(inout) :: q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
+      real(dp), intent(inout) :: dF(:, :)
       integer, intent(inout) :: echan(:)
       integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off
-      real(dp) :: r, u(3), w, g(3), ug, rv(3)
+      real(dp) :: r, u(3), w, g(3), rv(3)
 
       s0 = nbr_start(ic)
       nn = nbr_start(ic + 1) - s0
@@ -803,7 +834,7 @@ contains
         w = sw(nbr_species(s0 + e))
         u = vec(:, s0 + e) / r
         call radial_values(r, rmax, rtab, rf, drf)
-        call ylm_real(lmax, nrm, rec, u, derivs, y, dy, q, cm, sm)
+        call ylm_block(lmax, nlm, nrm, rec, 1, u, [r], derivs, y, gy, q, cm, sm, yb, dyb)
         do l = 0, lmax
           off = nmax * l
           do m = -l, l
@@ -818,8 +849,7 @@ contains
             off = nmax * l
             do m = -l, l
               lm = l * l + l + m + 1
-              ug = dot_product(u, dy(:, lm))
-              g = (dy(:, lm) - ug * u) / r
+              g = gy(lm, :, 1)
               do x = 1, 3
                 do n = 1, nmax
                   dce(lm, n, x, e) = w * (drf(off + n) * u(x) * y(lm) + rf(off + n) * g(x))
