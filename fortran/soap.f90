@@ -93,55 +93,62 @@ contains
     real(dp) :: dfact
     integer :: i, l, mm, i0, x
 
+    ! every lane is computed (fixed trip counts vectorise best); unused lanes get a
+    ! valid unit vector and are not copied out
+    ux = 0.0_dp; uy = 0.0_dp; z = 1.0_dp
     do i = 1, m
       ux(i) = u(1, i); uy(i) = u(2, i); z(i) = u(3, i)
     end do
-    cm(1:m, 0) = 1.0_dp
-    sm(1:m, 0) = 0.0_dp
+    cm(:, 0) = 1.0_dp
+    sm(:, 0) = 0.0_dp
     do mm = 1, lmax
-      do i = 1, m
+      do i = 1, YLM_LANES
         cm(i, mm) = ux(i) * cm(i, mm - 1) - uy(i) * sm(i, mm - 1)
         sm(i, mm) = ux(i) * sm(i, mm - 1) + uy(i) * cm(i, mm - 1)
       end do
     end do
     do l = 0, lmax
-      q(1:m, l, l + 1) = 0.0_dp
+      q(:, l, l + 1) = 0.0_dp
     end do
     dfact = 1.0_dp
     do mm = 0, lmax
       if (mm > 0) dfact = dfact * real(2 * mm - 1, dp)
-      q(1:m, mm, mm) = dfact
-      if (mm + 1 <= lmax) q(1:m, mm + 1, mm) = real(2 * mm + 1, dp) * z(1:m) * dfact
+      q(:, mm, mm) = dfact
+      if (mm + 1 <= lmax) q(:, mm + 1, mm) = real(2 * mm + 1, dp) * z(:) * dfact
       do l = mm + 2, lmax
-        do i = 1, m
+        do i = 1, YLM_LANES
           q(i, l, mm) = rec(1, l, mm) * z(i) * q(i, l - 1, mm) - rec(2, l, mm) * q(i, l - 2, mm)
         end do
       end do
     end do
     do l = 0, lmax
       i0 = l * l + l + 1
-      yb(1:m, i0) = nrm(l, 0) * q(1:m, l, 0)
+      yb(:, i0) = nrm(l, 0) * q(:, l, 0)
       do mm = 1, l
-        a(1:m) = nrm(l, mm) * q(1:m, l, mm)
-        yb(1:m, i0 + mm) = a(1:m) * cm(1:m, mm)
-        yb(1:m, i0 - mm) = a(1:m) * sm(1:m, mm)
+        a(:) = nrm(l, mm) * q(:, l, mm)
+        yb(:, i0 + mm) = a(:) * cm(:, mm)
+        yb(:, i0 - mm) = a(:) * sm(:, mm)
       end do
     end do
-    y = transpose(yb(1:m, :))
+    do i = 1, m
+      do l = 1, nlm
+        y(l, i) = yb(i, l)
+      end do
+    end do
     if (.not. grad) return
     do l = 0, lmax
       i0 = l * l + l + 1
-      dyb(1:m, 1, i0) = 0.0_dp
-      dyb(1:m, 2, i0) = 0.0_dp
-      dyb(1:m, 3, i0) = nrm(l, 0) * q(1:m, l, 1)
+      dyb(:, 1, i0) = 0.0_dp
+      dyb(:, 2, i0) = 0.0_dp
+      dyb(:, 3, i0) = nrm(l, 0) * q(:, l, 1)
       do mm = 1, l
-        a(1:m) = nrm(l, mm) * q(1:m, l, mm)
-        dyb(1:m, 1, i0 + mm) = a(1:m) * real(mm, dp) * cm(1:m, mm - 1)
-        dyb(1:m, 2, i0 + mm) = -a(1:m) * real(mm, dp) * sm(1:m, mm - 1)
-        dyb(1:m, 3, i0 + mm) = nrm(l, mm) * q(1:m, l, mm + 1) * cm(1:m, mm)
-        dyb(1:m, 1, i0 - mm) = a(1:m) * real(mm, dp) * sm(1:m, mm - 1)
-        dyb(1:m, 2, i0 - mm) = a(1:m) * real(mm, dp) * cm(1:m, mm - 1)
-        dyb(1:m, 3, i0 - mm) = nrm(l, mm) * q(1:m, l, mm + 1) * sm(1:m, mm)
+        a(:) = nrm(l, mm) * q(:, l, mm)
+        dyb(:, 1, i0 + mm) = a(:) * real(mm, dp) * cm(:, mm - 1)
+        dyb(:, 2, i0 + mm) = -a(:) * real(mm, dp) * sm(:, mm - 1)
+        dyb(:, 3, i0 + mm) = nrm(l, mm) * q(:, l, mm + 1) * cm(:, mm)
+        dyb(:, 1, i0 - mm) = a(:) * real(mm, dp) * sm(:, mm - 1)
+        dyb(:, 2, i0 - mm) = a(:) * real(mm, dp) * cm(:, mm - 1)
+        dyb(:, 3, i0 - mm) = nrm(l, mm) * q(:, l, mm + 1) * sm(:, mm)
       end do
     end do
     ! the gradient of Y_lm(r / |r|): (dY - (u . dY) u) / r
@@ -156,6 +163,27 @@ contains
       end do
     end do
   end subroutine ylm_block
+
+  !> ylm_block over the n unit vectors u(:, 1:n), YLM_LANES at a time; g is
+  !> (nlm, 3, n) when grad (else not touched).
+  pure subroutine ylm_many(lmax, nlm, nrm, rec, n, u, r, grad, y, g, q, cm, sm, yb, dyb)
+    integer, intent(in) :: lmax, nlm, n
+    real(dp), intent(in) :: nrm(0:lmax, 0:lmax), rec(2, 0:lmax, 0:lmax), u(3, n), r(n)
+    logical, intent(in) :: grad
+    real(dp), intent(inout) :: y(nlm, n), g(:, :, :)
+    real(dp), intent(inout) :: q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
+    integer :: k, k1
+    do k = 1, n, YLM_LANES
+      k1 = min(n, k + YLM_LANES - 1)
+      if (grad) then
+        call ylm_block(lmax, nlm, nrm, rec, k1 - k + 1, u(:, k:k1), r(k:k1), .true., &
+                       y(:, k:k1), g(:, :, k:k1), q, cm, sm, yb, dyb)
+      else
+        call ylm_block(lmax, nlm, nrm, rec, k1 - k + 1, u(:, k:k1), r(k:k1), .false., &
+                       y(:, k:k1), g, q, cm, sm, yb, dyb)
+      end if
+    end do
+  end subroutine ylm_many
 
   !> All radial functions and their derivatives at r (cubic Hermite spline).
   pure subroutine radial_values(r, rmax, tab, f, df)
@@ -343,33 +371,44 @@ contains
     end do
   end subroutine accumulate_c4
 
-  !> ps(n1, n2, a1, a2, l) = sum_m c(n1, lm, a1) c(n2, lm, a2) for every pair of channels.
+  !> ps(n1, n2, a1, a2, l) = sum_m c(n1, lm, a1) c(n2, lm, a2) for the pairs of channels
+  !> a1 <= a2 present around the centre (the others are neither formed nor read).
   pure subroutine power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
     integer, intent(in) :: nmax, lmax, nlm, nchan
     logical, intent(in) :: present(nchan)
     real(dp), intent(in) :: c(nmax, nlm, nchan)
     real(dp), intent(inout) :: ps(nmax, nmax, nchan, nchan, 0:lmax)
-    integer :: l, lm, a1, a2, n1, n2
-    real(dp) :: v
-    ! only blocks of channels present around the centre are computed (and read)
+    integer :: l, a1, a2
     do l = 0, lmax
       do a2 = 1, nchan
         if (.not. present(a2)) cycle
-        do a1 = 1, nchan
+        do a1 = 1, a2
           if (.not. present(a1)) cycle
-          ps(:, :, a1, a2, l) = 0.0_dp
-          do lm = l * l + 1, l * l + 2 * l + 1
-            do n2 = 1, nmax
-              v = c(n2, lm, a2)
-              do n1 = 1, nmax
-                ps(n1, n2, a1, a2, l) = ps(n1, n2, a1, a2, l) + c(n1, lm, a1) * v
-              end do
-            end do
-          end do
+          call gram_block(nmax, 2 * l + 1, c(:, l * l + 1:l * l + 2 * l + 1, a1), &
+                          c(:, l * l + 1:l * l + 2 * l + 1, a2), ps(:, :, a1, a2, l))
         end do
       end do
     end do
   end subroutine power_matrix
+
+  !> p(n1, n2) = sum_m x(n1, m) z(n2, m), one column of p at a time held in a
+  !> short accumulator (a few registers) while m runs.
+  pure subroutine gram_block(n, k, x, z, p)
+    integer, intent(in) :: n, k
+    real(dp), intent(in) :: x(n, k), z(n, k)
+    real(dp), intent(out) :: p(n, n)
+    real(dp) :: acc(n)
+    integer :: i, j, m
+    do j = 1, n
+      acc = 0.0_dp
+      do m = 1, k
+        do i = 1, n
+          acc(i) = acc(i) + x(i, m) * z(j, m)
+        end do
+      end do
+      p(:, j) = acc
+    end do
+  end subroutine gram_block
 
   !> Per neighbour: yc(n, l, b) = sum_m y(lm) c(n, lm, b) and
   !> gc(n, l, b, x) = sum_m g(lm, x) c(n, lm, b), g the gradient of Y_lm(r / |r|).
@@ -555,7 +594,7 @@ contains
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
     integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fl_start(:), fl(:)
-    integer :: a, j
+    integer :: a
     real(dp), allocatable :: dummy(:, :, :)
 
     nc = size(centre_slot)
@@ -584,8 +623,14 @@ contains
         fa2(f) = fmap(3, f)
         fi1(f) = dindex(fmap(2, f), fmap(4, f), fmap(3, f), fmap(5, f))
         fi2(f) = dindex(fmap(4, f), fmap(2, f), fmap(1, f), fmap(5, f))
-        psi(f) = fmap(2, f) + nmax * (fmap(4, f) - 1 + nmax * (fmap(1, f) - 1 &
-                 + nchan * (fmap(3, f) - 1 + nchan * fmap(5, f))))
+        ! power_matrix forms the blocks a1 <= a2 only: ps(n1, n2, a1, a2) = ps(n2, n1, a2, a1)
+        if (fa1(f) <= fa2(f)) then
+          psi(f) = fmap(2, f) + nmax * (fmap(4, f) - 1 + nmax * (fmap(1, f) - 1 &
+                   + nchan * (fmap(3, f) - 1 + nchan * fmap(5, f))))
+        else
+          psi(f) = fmap(4, f) + nmax * (fmap(2, f) - 1 + nmax * (fmap(3, f) - 1 &
+                   + nchan * (fmap(1, f) - 1 + nchan * fmap(5, f))))
+        end if
       end do
       ! features that depend on the coefficients of each channel
       ! (one counting pass and one filling pass: nf can be large with many species)
@@ -652,32 +697,34 @@ contains
 
     !$omp parallel num_threads(nt) default(shared) private(ic)
     block
-      real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), gy(:, :, :)
+      real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
+      real(dp), allocatable :: ue(:, :), re(:)
       real(dp), allocatable :: q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :), dF(:, :)
       integer, allocatable :: echan(:)
       logical :: derivs
       derivs = want_grad .or. want_strain
-      allocate (c(nlm, nmax, nchan), rf(nfun), drf(nfun), y(nlm), gy(nlm, 3, 1), echan(maxn))
+      allocate (c(nlm, nmax, nchan), rf(nfun), drf(nfun), y(nlm, maxn), ue(3, maxn), re(maxn))
+      allocate (echan(maxn))
       allocate (q(YLM_LANES, 0:lmax + 1, 0:lmax + 1), cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax))
       allocate (yb(YLM_LANES, nlm), dyb(YLM_LANES, 3, nlm))
       if (derivs) then
-        allocate (dce(nlm, nmax, 3, maxn))
+        allocate (dce(nlm, nmax, 3, maxn), gy(nlm, 3, maxn))
         if (kind /= KIND_EXPANSION) then
           allocate (dF(nf, 3))
         else
           allocate (dF(1, 1))
         end if
       else
-        allocate (dce(1, 1, 1, 1), dF(1, 1))
+        allocate (dce(1, 1, 1, 1), dF(1, 1), gy(1, 1, 1))
       end if
       !$omp do schedule(dynamic, 4)
       do ic = 1, nc
-        call one_centre(ic, derivs, c, dce, rf, drf, y, gy, q, cm, sm, yb, dyb, echan, dF)
+        call one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF)
       end do
       !$omp end do
       ! Explicitly, as in acsf.f90: gfortran 12 may not free BLOCK-local
       ! allocatables inside a parallel region.
-      deallocate (c, dce, rf, drf, y, gy, q, cm, sm, yb, dyb, echan, dF)
+      deallocate (c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF)
     end block
     !$omp end parallel
 
@@ -703,7 +750,7 @@ contains
       integer, intent(inout) :: ent(:), kpos(:)
       logical, intent(inout) :: present(:)
       real(dp), intent(inout) :: dst(:)
-      integer :: s0, nn, e, k, k1, nk, a, slot, cs, nl
+      integer :: s0, nn, e, k, nk, a, slot, cs, nl
       real(dp) :: r
 
       s0 = nbr_start(ic)
@@ -734,16 +781,7 @@ contains
         call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, derivs, &
                            wr(:, k), wdr(:, k))
       end do
-      do k = 1, nk, YLM_LANES
-        k1 = min(nk, k + YLM_LANES - 1)
-        if (derivs) then
-          call ylm_block(lmax, nlm, nrm, rec, k1 - k + 1, u(:, k:k1), rk(k:k1), .true., &
-                         y(:, k:k1), g(:, :, k:k1), q, cm, sm, yb, dyb)
-        else
-          call ylm_block(lmax, nlm, nrm, rec, k1 - k + 1, u(:, k:k1), rk(k:k1), .false., &
-                         y(:, k:k1), g, q, cm, sm, yb, dyb)
-        end if
-      end do
+      call ylm_many(lmax, nlm, nrm, rec, nk, u, rk, derivs, y, g, q, cm, sm, yb, dyb)
       ! kpos(a) is now the end of group a; accumulate four neighbours at a time
       k = 1
       do a = 1, nchan
@@ -764,13 +802,19 @@ contains
       end do
       present(chan(cs)) = .true.
       call power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
-      do k = 1, nf
-        if (present(fa1(k)) .and. present(fa2(k))) then
+      if (all(present)) then
+        do k = 1, nf
           feat(k, ic) = ffac(k) * ps(psi(k))
-        else
-          feat(k, ic) = 0.0_dp
-        end if
-      end do
+        end do
+      else
+        do k = 1, nf
+          if (present(fa1(k)) .and. present(fa2(k))) then
+            feat(k, ic) = ffac(k) * ps(psi(k))
+          else
+            feat(k, ic) = 0.0_dp
+          end if
+        end do
+      end if
       if (.not. derivs) return
 
       if (want_grad) then
@@ -806,10 +850,12 @@ contains
                                             dst, strain(:, :, :, ic))
     end subroutine power_one_centre
 
-    subroutine one_centre(ic, derivs, c, dce, rf, drf, y, gy, q, cm, sm, yb, dyb, echan, dF)
+    subroutine one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &
+                          dF)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
-      real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:), gy(:, :, :)
+      real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
+      real(dp), intent(inout) :: ue(:, :), re(:)
       real(dp), intent(inout) :: q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
       real(dp), intent(inout) :: dF(:, :)
       integer, intent(inout) :: echan(:)
@@ -822,6 +868,11 @@ contains
       ! the centre's own density: l = 0 only, constant
       cs = centre_species(ic)
       c(1, :, chan(cs)) = sw(cs) * self_c
+      do e = 1, nn
+        re(e) = dist(s0 + e)
+        ue(:, e) = vec(:, s0 + e) / re(e)
+      end do
+      call ylm_many(lmax, nlm, nrm, rec, nn, ue, re, derivs, y, gy, q, cm, sm, yb, dyb)
 
       do e = 1, nn
         r = dist(s0 + e)
@@ -832,15 +883,14 @@ contains
           cycle
         end if
         w = sw(nbr_species(s0 + e))
-        u = vec(:, s0 + e) / r
+        u = ue(:, e)
         call radial_values(r, rmax, rtab, rf, drf)
-        call ylm_block(lmax, nlm, nrm, rec, 1, u, [r], derivs, y, gy, q, cm, sm, yb, dyb)
         do l = 0, lmax
           off = nmax * l
           do m = -l, l
             lm = l * l + l + m + 1
             do n = 1, nmax
-              c(lm, n, a) = c(lm, n, a) + w * rf(off + n) * y(lm)
+              c(lm, n, a) = c(lm, n, a) + w * rf(off + n) * y(lm, e)
             end do
           end do
         end do
@@ -849,10 +899,10 @@ contains
             off = nmax * l
             do m = -l, l
               lm = l * l + l + m + 1
-              g = gy(lm, :, 1)
+              g = gy(lm, :, e)
               do x = 1, 3
                 do n = 1, nmax
-                  dce(lm, n, x, e) = w * (drf(off + n) * u(x) * y(lm) + rf(off + n) * g(x))
+                  dce(lm, n, x, e) = w * (drf(off + n) * u(x) * y(lm, e) + rf(off + n) * g(x))
                 end do
               end do
             end do
