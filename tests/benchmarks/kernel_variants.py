@@ -10,7 +10,8 @@ Both extension modules are loaded into one process and every call is made
 through the public API (``Descriptor.compute``, 1 thread) with
 ``atomdesc.kernels.fortran`` pointed at one variant or the other; the two
 variants of a case are timed in round robin (``time_interleaved``), so a burst
-of load from other processes hits both alike. The ACSF and SOAP
+of load from other processes hits both alike; by default in CPU time of the
+process (``--clock wall`` for wall time), which other processes disturb less. The ACSF and SOAP
 hyper-parameters are those of the peer benchmarks (``acsf_cases``,
 ``soap_cases``: SOAP with the default convention and the shifted-cosine cutoff).
 The report also gives the largest difference between the variants' results,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +40,7 @@ FAMILIES: dict[str, Callable[[BenchSystem], Any]] = {
     "soap": lambda system: soap_cases.ours(system, "atomdesc"),
 }
 MODES = {"features": False, "features+gradients": True}
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
 def with_variant(variant: str, call: Callable[[], Any]) -> Callable[[], Any]:
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--repeat", type=int, default=7, help="samples per variant (best kept)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                        help="CPU time of this process (default: steadier on a busy machine; "
+                        "the calls run one thread) or wall time")
     parser.add_argument("--quick", action="store_true", help="3 samples of >= 0.05 s")
     args = parser.parse_args(argv)
     repeat, min_sample = (3, 0.05) if args.quick else (args.repeat, 0.3)
@@ -83,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in machine_lines(["numpy"]):
         print(line)
-    print(f"- kernel variant chosen at import: {kernels.VARIANT}; samples: best of {repeat}")
+    print(f"- kernel variant chosen at import: {kernels.VARIANT}; {args.clock} time, "
+          f"best (median) of {repeat} samples")
     print()
     print("| system | family | computed | baseline | v3 | baseline / v3 | max rel. diff | load |")
     print("|---|---|---|---|---|---|---|---|")
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 calls = {v: with_variant(v, call) for v in ("baseline", "v3")}
                 diff = max_relative_difference(calls["baseline"](), calls["v3"]())
-                t = time_interleaved(calls, repeat, min_sample)
+                t = time_interleaved(calls, repeat, min_sample, CLOCKS[args.clock])
                 base, v3 = t["baseline"], t["v3"]
                 print(f"| {key} | {family} | {mode} | {fmt_time(base.best)} ({fmt_time(base.median)})"
                       f" | {fmt_time(v3.best)} ({fmt_time(v3.median)}) | "
