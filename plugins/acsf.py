@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from atomdesc import _kernels
+from atomdesc import kernels
 from atomdesc.cutoffs import parse_cutoff_spec
 from atomdesc.descriptor import Descriptor, normalise_species, positive_float
 from atomdesc.kernel_inputs import KernelNeighbours, zeroed_outputs
@@ -129,7 +129,7 @@ class ACSF(Descriptor):
         kind, cpar, table = self._cutoff_args
         feat, grad, strain = zeroed_outputs(self.n_features, len(centers), nb.n_slots,
                                             len(centers) if strain_gradients else 0)
-        _kernels.kernels.acsf(
+        kernels.fortran.acsf(
             nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start,
             self.g2_params.T, self.g3_params[:, 0], self.g4_params.T, self.g5_params.T,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from ase.data import atomic_numbers
 
-from atomdesc import _kernels
+from atomdesc import kernels
 from atomdesc.cutoffs import CutoffFunction, parse_cutoff_spec
 from atomdesc.descriptor import Descriptor, normalise_species, positive_float
 from atomdesc.kernel_inputs import KernelNeighbours
@@ -567,7 +567,7 @@ class _DensityExpansion(Descriptor):
         if len(distances) == 0:  # f2py cannot pass empty arrays; nbr_start keeps these unread
             vectors, distances = np.zeros((1, 3)), np.ones(1)
             species, entry_slot = np.ones(1, np.int32), np.ones(1, np.int32)
-        feat, grad, strain = _kernels.kernels.soap(
+        feat, grad, strain = kernels.fortran.soap(
             kind, nb.start, vectors.T, distances, species, entry_slot,
             nb.center_slot, nb.slot_start, centre_species, self._chan, self._sw,
             self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
@@ -613,7 +613,7 @@ class _DensityExpansion(Descriptor):
             dcs = np.ascontiguousarray(mean.strain_gradients[0].reshape(3, 3, *shape).transpose(1, 0, 2, 3, 4))
         else:
             dcs = np.zeros((1, 3, *shape))
-        feat, grad, strain = _kernels.kernels.soap_invariants(
+        feat, grad, strain = kernels.fortran.soap_invariants(
             self.kind, c.T, dc.T, dcs.T, self._fmap.T, self._ffac, self._ct_start,
             self._ct_m.T, self._ct_val, gradients, strain_gradients, self.n_features,
         )

@@ -13,9 +13,10 @@ import atomdesc
 
 
 def pytest_report_header(config):
-    from atomdesc import _kernels
+    from atomdesc import kernels
 
-    return [f"atomdesc: {atomdesc.__file__}", f"kernels: {_kernels.__file__}"]
+    return [f"atomdesc: {atomdesc.__file__}",
+            f"kernels: {kernels.VARIANT} ({kernels.extension.__file__})"]
 
 
 def random_cell_structure(seed, n_atoms, symbols, cell, pbc=True, min_dist=0.9):

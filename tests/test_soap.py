@@ -301,6 +301,25 @@ def test_threads_identical(family):
     assert np.array_equal(one.strain_gradients, two.strain_gradients)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_molecules_of_a_list_are_computed_together_bit_identically(family):
+    from ase.build import molecule
+
+    structures = [molecule(name) for name in ("CH4", "CH3CH2OH", "H2O", "C6H6")]
+    for k, atoms in enumerate(structures):
+        atoms.rattle(0.02, seed=6 + k)
+    structures[2].positions += 500.0  # far from the origin: no effect
+    d = atomdesc.descriptor(family, species=["H", "C", "O"], r_cut=4.0, n_max=4, l_max=4,
+                            sigma=0.4)
+    results = d.compute(structures, gradients=True, strain_gradients=True)
+    for atoms, res in zip(structures, results):
+        single = d.compute(atoms, gradients=True, strain_gradients=True)
+        np.testing.assert_array_equal(res.features, single.features)
+        np.testing.assert_array_equal(res.gradient_pairs, single.gradient_pairs)
+        np.testing.assert_array_equal(res.gradient_values, single.gradient_values)
+        np.testing.assert_array_equal(res.strain_gradients, single.strain_gradients)
+
+
 def test_isolated_atom():
     d = small("soap")
     res = d.compute(Atoms("O", positions=[[0, 0, 0]]), gradients=True, strain_gradients=True)

@@ -54,6 +54,7 @@ __all__ = [
     "max_threads",
     "open_features",
     "reload_plugins",
+    "show_config",
 ]
 
 
@@ -93,6 +94,34 @@ def families() -> list[dict[str, str]]:
         }
         for p in sorted(get_registry().families.values(), key=lambda p: p.name)
     ]
+
+
+def show_config(mode: str = "stdout") -> dict[str, Any] | None:
+    """How this installation runs: version, kernel variant (see :mod:`atomdesc.kernels`), threads.
+
+    :param mode: ``"stdout"`` prints it, ``"dicts"`` returns it.
+    """
+    import sys
+
+    import numpy
+
+    from . import kernels
+
+    config = {
+        "atomdesc": {"version": __version__, "path": __file__},
+        "kernels": kernels.info(),
+        "openmp": {"max_threads": max_threads()},
+        "python": {"version": sys.version.split()[0], "numpy": numpy.__version__},
+    }
+    if mode == "dicts":
+        return config
+    if mode != "stdout":
+        raise ValueError(f"mode must be 'stdout' or 'dicts', not {mode!r}")
+    for section, entries in config.items():
+        print(f"{section}:")
+        for key, value in entries.items():
+            print(f"  {key}: {value}")
+    return None
 
 
 def __getattr__(name: str) -> Any:

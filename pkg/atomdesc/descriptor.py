@@ -17,9 +17,9 @@ from .system import System, is_periodic, merge_molecules
 
 def max_threads() -> int:
     """Threads the kernels use by default (``OMP_NUM_THREADS`` or the cores)."""
-    from . import _kernels
+    from . import kernels
 
-    return int(_kernels.kernels.max_threads())
+    return int(kernels.fortran.max_threads())
 
 
 def normalise_species(species: Iterable[str | int]) -> list[str]:

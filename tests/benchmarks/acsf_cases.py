@@ -234,7 +234,7 @@ def stage_clock() -> Iterator[dict[str, float]]:
                 clock[stage] += time.perf_counter() - started
         return wrapper
 
-    kernels = SimpleNamespace(acsf=timed("kernel", acsf_plugin._kernels.kernels.acsf))
+    fortran = SimpleNamespace(acsf=timed("kernel", acsf_plugin.kernels.fortran.acsf))
     with ExitStack() as stack:
         patch = stack.enter_context
         patch(mock.patch.object(vesin.NeighborList, "compute",
@@ -245,7 +245,7 @@ def stage_clock() -> Iterator[dict[str, float]]:
                                 timed("slots", kernel_inputs.gradient_slots)))
         patch(mock.patch.object(kernel_inputs.KernelNeighbours, "build",
                                 staticmethod(timed("build", kernel_inputs.KernelNeighbours.build))))
-        patch(mock.patch.object(acsf_plugin, "_kernels", SimpleNamespace(kernels=kernels)))
+        patch(mock.patch.object(acsf_plugin.kernels, "fortran", fortran))
         yield clock
 
 

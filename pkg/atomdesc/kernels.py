@@ -1,0 +1,108 @@
+"""The compiled kernels, chosen once at import between the builds of this machine's CPU.
+
+On x86-64 the same Fortran sources are compiled twice (meson.build):
+
+* ``atomdesc._kernels``: the portable baseline (x86-64, SSE2), runs on every CPU;
+* ``atomdesc._kernels_v3``: ``-march=x86-64-v3`` (AVX2, FMA, BMI1/2, ...), used when
+  the CPU has all of x86-64-v3.
+
+On other CPUs only the baseline exists. ``ATOMDESC_KERNELS=baseline`` or ``=v3``
+forces a variant (read once, at import). Everything calls the kernels through
+:data:`fortran`; :func:`load` gives any variant's extension module, for comparing them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+#: Environment variable that forces a variant.
+ENV_VAR = "ATOMDESC_KERNELS"
+
+#: Variant name -> extension module, the preferred one first.
+MODULES = {"v3": "atomdesc._kernels_v3", "baseline": "atomdesc._kernels"}
+
+#: numpy's names of the x86-64-v3 features (``X86_V3`` groups them in numpy >= 2.4).
+V3_FEATURES = ("AVX", "AVX2", "FMA3", "F16C", "BMI", "BMI2", "LZCNT", "MOVBE")
+
+
+def cpu_features() -> dict[str, bool]:
+    """numpy's runtime CPU feature detection (empty if this numpy does not expose it)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # pragma: no cover - numpy < 2 layout or a future move
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__
+        except ImportError:
+            return {}
+    return dict(__cpu_features__)
+
+
+def cpu_supports_v3() -> bool:
+    """True when this CPU runs code compiled with ``-march=x86-64-v3``."""
+    features = cpu_features()
+    return features.get("X86_V3", False) or all(features.get(f, False) for f in V3_FEATURES)
+
+
+def load(variant: str) -> ModuleType:
+    """The extension module of ``variant`` (``"baseline"`` or ``"v3"``).
+
+    :raises ValueError: for an unknown name.
+    :raises ImportError: when the variant was not built (not x86-64, or an old compiler).
+    """
+    if variant not in MODULES:
+        raise ValueError(f"unknown kernel variant {variant!r}; expected one of {sorted(MODULES)}")
+    return importlib.import_module(MODULES[variant])
+
+
+def available() -> list[str]:
+    """Variants built into this installation, whether or not this CPU can run them."""
+    found = []
+    for variant in MODULES:
+        try:
+            load(variant)
+        except ImportError:
+            continue
+        found.append(variant)
+    return found
+
+
+def _select(forced: str) -> tuple[str, ModuleType]:
+    if forced:
+        if forced not in MODULES:
+            raise ImportError(f"{ENV_VAR}={forced!r}: expected one of {sorted(MODULES)}")
+        try:
+            return forced, load(forced)
+        except ImportError as exc:
+            raise ImportError(
+                f"{ENV_VAR}={forced!r} but atomdesc was built without that kernel variant "
+                f"(only x86-64 builds have 'v3'): {exc}"
+            ) from exc
+    if cpu_supports_v3():
+        try:
+            return "v3", load("v3")
+        except ImportError:
+            pass
+    return "baseline", load("baseline")
+
+
+#: The value of ATOMDESC_KERNELS at import ("" when unset).
+FORCED = os.environ.get(ENV_VAR, "").strip().lower()
+#: The variant in use: ``"v3"`` or ``"baseline"``.
+VARIANT, extension = _select(FORCED)
+#: The Fortran module of the chosen extension: ``fortran.acsf(...)``, ``fortran.soap(...)``.
+fortran = extension.kernels
+
+
+def info() -> dict[str, Any]:
+    """The kernel variant in use, why, and where it was loaded from."""
+    return {
+        "variant": VARIANT,
+        "module": extension.__name__,
+        "file": extension.__file__,
+        "forced_by": f"{ENV_VAR}={FORCED}" if FORCED else None,
+        "cpu_supports_v3": cpu_supports_v3(),
+        "available": available(),
+    }
