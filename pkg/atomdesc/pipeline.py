@@ -25,7 +25,8 @@ from ase.data import atomic_numbers
 
 from .descriptor import Descriptor, max_threads
 from .io import Frame, FrameReadError, FrameSource, Position, file_signature
-from .store import ChunkResult, FeatureStore, StoreWriter, is_store, remove_store
+from .store import (ChunkResult, FeatureStore, Progress, StoreWriter, is_store,
+                    read_attributes, remove_store)
 from .system import System
 
 #: Most structures in one chunk by default.
@@ -507,32 +508,10 @@ class _Batch:
         if not chunks:
             writer.skip(position, skipped)
             return 0, 0
-        chunk = merge_chunks(chunks)
-        del chunks  # the parts are freed before writing: the append is held once
-        writer.append(chunk, frames, position, skipped)
-        return chunk.n_structures, int(chunk.n_atoms.sum())
-
-
-def merge_chunks(chunks: list[ChunkResult]) -> ChunkResult:
-    """Consecutive chunk results as one (rows and pairs renumbered)."""
-    if len(chunks) == 1:
-        return chunks[0]
-    first = chunks[0]
-    merged = ChunkResult(
-        features=np.concatenate([c.features for c in chunks]),
-        centers=np.concatenate([c.centers for c in chunks]),
-        n_rows=np.concatenate([c.n_rows for c in chunks]),
-        n_atoms=np.concatenate([c.n_atoms for c in chunks]),
-    )
-    if first.gradient_pairs is not None:
-        starts = np.cumsum([0] + [len(c.features) for c in chunks[:-1]])
-        merged.gradient_pairs = np.concatenate(
-            [c.gradient_pairs + np.array([start, 0]) for c, start in zip(chunks, starts)])
-        merged.gradient_values = np.concatenate([c.gradient_values for c in chunks])
-        merged.n_pairs = np.concatenate([c.n_pairs for c in chunks])
-    if first.strain_gradients is not None:
-        merged.strain_gradients = np.concatenate([c.strain_gradients for c in chunks])
-    return merged
+        n_atoms = sum(int(c.n_atoms.sum()) for c in chunks)
+        n_structures = sum(c.n_structures for c in chunks)
+        writer.append(chunks, frames, position, skipped)
+        return n_structures, n_atoms
 
 
 def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict[str, Any],
@@ -543,17 +522,22 @@ def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict
     if path.exists():
         if not is_store(path):
             raise ValueError(f"{path} exists and is not an atomdesc feature store")
-        writer = StoreWriter.open(path)
-        old = writer.attrs
+        old = read_attributes(path)
+        progress = Progress.from_json(dict(old["progress"]))
         for key, what in (("hypers", "hyper-parameters"), ("options", "options"),
                           ("inputs", "input files"), ("input_signatures", "input files")):
             if old.get(key) != attrs[key]:
-                state = "finished" if writer.progress.complete else "unfinished"
+                state = "finished" if progress.complete else "unfinished"
                 raise ValueError(
                     f"{path} holds a {state} run with other {what}; use overwrite=True "
                     "(--overwrite) to replace it, or another output path"
                 )
-        return writer, writer.progress.chunks > 0 or writer.progress.complete
+        if progress.chunks == 0 and not progress.complete:
+            # killed before its first append (maybe while creating its arrays):
+            # nothing to keep, so it is made again
+            remove_store(path)
+            return None, False
+        return StoreWriter.open(path), True
     return None, False
 
 
