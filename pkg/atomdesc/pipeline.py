@@ -33,6 +33,9 @@ from .system import System
 DEFAULT_CHUNK_SIZE = 10_000
 #: Default budget of one chunk's results; sets how many atoms a chunk holds.
 CHUNK_BYTES = 32 << 20
+#: Most atoms in one computed chunk by default: a small dataset is then
+#: several chunks, the next read while one is computed.
+COMPUTE_ATOMS = 512
 #: Gradient pairs per atom assumed when sizing chunks (dense solids have ~50-100).
 PAIRS_PER_ATOM = 64
 #: Computed chunks are gathered and appended to the store together until
@@ -120,16 +123,18 @@ def featurize_dataset(
     :param strain_gradients: also store strain gradients.
     :param average: ``"mean"`` or ``"sum"`` to store one row per structure.
     :param center_species: describe only atoms of these species.
-    :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores).
+    :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores);
+        each computes one chunk at a time, with one kernel thread.
     :param chunk_size: most structures per chunk (the unit of work; default 10 000).
     :param chunk_atoms: a chunk is closed when it holds this many atoms; the
-        default keeps one chunk's results near 32 MB (estimated from the
-        number of features, with 64 gradient pairs per atom), which bounds
-        memory whatever the dataset.
+        default is :data:`COMPUTE_ATOMS` (512), or fewer when that would make
+        one chunk's results exceed 32 MB (estimated from the number of
+        features, with 64 gradient pairs per atom), which bounds memory
+        whatever the dataset.
         Computed chunks are appended to the store together until they hold
         about 16 MB (the unit of writing and of resuming). Memory holds at
-        most three chunks and one append locally, and two chunks per worker
-        thread with Dask.
+        most ``n_threads + 2`` chunks and one append locally, and two chunks
+        per worker thread with Dask.
     :param skip_invalid: record unreadable or invalid frames in the store's
         metadata and go on, instead of stopping with an error.
     :param overwrite: recompute a store that exists (finished or not) from scratch.
@@ -152,8 +157,12 @@ def featurize_dataset(
     options = _check_options(d, gradients, strain_gradients, average, center_species)
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    # Storage chunks are sized to the chunks' byte budget; the chunks computed
+    # are smaller by default, so that reading overlaps computing on small sets.
+    storage_atoms = chunk_atoms or default_chunk_atoms(d.n_features, gradients,
+                                                       strain_gradients)
     if chunk_atoms is None:
-        chunk_atoms = default_chunk_atoms(d.n_features, gradients, strain_gradients)
+        chunk_atoms = min(storage_atoms, COMPUTE_ATOMS)
     if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
         raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
 
@@ -187,13 +196,13 @@ def featurize_dataset(
 
     def create() -> None:
         try:
-            structures = min(chunk_size, chunk_atoms)
+            structures = min(chunk_size, storage_atoms)
             done["writer"] = StoreWriter.create(
                 path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
                 strain_gradients=options["strain_gradients"], compressor=compressor,
                 per_append={"structures": structures,
-                            "rows": structures if average else chunk_atoms,
-                            "pairs": chunk_atoms * PAIRS_PER_ATOM if gradients else 0})
+                            "rows": structures if average else storage_atoms,
+                            "pairs": storage_atoms * PAIRS_PER_ATOM if gradients else 0})
         except BaseException:
             done["failed"] = True
             raise
@@ -396,18 +405,25 @@ class _Runner:
 
 
 class _LocalRunner(_Runner):
-    """Chunks computed on a background thread while the next one is read."""
+    """Chunks computed on ``n_threads`` threads, one kernel thread each, while more are read.
 
-    #: One chunk read, one computed, one written at a time.
-    max_in_flight = 3
+    One chunk per thread, as the Dask workers do, rather than one chunk at a
+    time on all threads: the kernels' OpenMP threads then never spin waiting
+    between chunks on cores the reading and writing need (with two threads
+    per chunk on the bundled example, they burnt as much CPU as the kernels
+    themselves), and the results are the same whatever the threads.
+    """
 
     def __init__(self, d: Descriptor, n_threads: int | None) -> None:
         self.d = d
         self.n_threads = n_threads or max_threads()
-        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pool = ThreadPoolExecutor(max_workers=self.n_threads,
+                                       thread_name_prefix="atomdesc-compute")
+        #: A chunk computed per thread, one read, one written.
+        self.max_in_flight = self.n_threads + 2
 
     def submit(self, structures: list[Any], options: dict[str, Any]) -> Any:
-        return self.pool.submit(compute_chunk, self.d, structures, options, self.n_threads)
+        return self.pool.submit(compute_chunk, self.d, structures, options, 1)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
