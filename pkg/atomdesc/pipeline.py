@@ -362,7 +362,7 @@ def _concatenate(outcomes: list[Any], n_features: int, options: dict[str, Any]) 
         if options["gradients"]:
             n_pairs.append(len(r.gradient_pairs))
     chunk = ChunkResult(
-        features=_cat([r.features for r in results], (0, n_features), np.float64),
+        features=[r.features for r in results],
         centers=_cat([np.asarray(r.centers, dtype=np.int64) for r in results], (0,), np.int64),
         n_rows=np.asarray(n_rows, dtype=np.int64),
         n_atoms=np.asarray(n_atoms, dtype=np.int64),
@@ -373,12 +373,10 @@ def _concatenate(outcomes: list[Any], n_features: int, options: dict[str, Any]) 
         chunk.gradient_pairs = _cat(
             [r.gradient_pairs + np.array([start, 0]) for r, start in zip(results, rows)],
             (0, 2), np.int64)
-        chunk.gradient_values = _cat([r.gradient_values for r in results],
-                                     (0, 3, n_features), np.float64)
+        chunk.gradient_values = [r.gradient_values for r in results]
         chunk.n_pairs = np.asarray(n_pairs, dtype=np.int64)
     if options["strain_gradients"]:
-        chunk.strain_gradients = _cat([r.strain_gradients for r in results],
-                                      (0, 3, 3, n_features), np.float64)
+        chunk.strain_gradients = [r.strain_gradients for r in results]
     return chunk
 
 

@@ -187,31 +187,43 @@ class RowArray:
         """Write ``pieces`` (arrays of rows, in order) after the valid rows.
 
         Whole chunks lying inside one piece are encoded from it directly; the
-        rest are gathered in the chunk buffer.
+        rows of every other chunk are gathered into the chunk buffer with one
+        copy (``np.concatenate`` into it).
         """
         c = self.chunk_rows
+        index, filled = divmod(self.length, c)  # the chunk being filled, and its rows so far
+        group: list[np.ndarray] = []  # rows for that chunk after ``filled``
+        count = 0
         for piece in pieces:
-            piece = np.ascontiguousarray(piece, dtype=self.dtype)
             n, i = len(piece), 0
             while i < n:
-                filled = self.length % c
-                if filled == 0 and n - i >= c:
-                    self._put(self.length // c, piece[i:i + c])
+                if filled == 0 and count == 0 and n - i >= c:
+                    self._put(index, np.ascontiguousarray(piece[i:i + c], dtype=self.dtype))
+                    index += 1
                     i += c
-                    self.length += c
                     continue
-                if self._buffer is None:
-                    self._buffer = self._empty()
-                take = min(c - filled, n - i)
-                self._buffer[filled:filled + take] = piece[i:i + take]
+                take = min(c - filled - count, n - i)
+                group.append(piece[i:i + take])
+                count += take
                 i += take
-                self.length += take
-                if filled + take == c:
-                    self._put(self.length // c - 1, self._buffer)
-        filled = self.length % c
-        if filled and self._buffer is not None:
-            self._buffer[filled:] = 0
-            self._put(self.length // c, self._buffer)
+                if filled + count == c:
+                    buffer = self._chunk_buffer()
+                    np.concatenate(group, out=buffer[filled:], casting="same_kind")
+                    self._put(index, buffer)
+                    index += 1
+                    group, count, filled = [], 0, 0
+        if count:
+            buffer = self._chunk_buffer()
+            np.concatenate(group, out=buffer[filled:filled + count], casting="same_kind")
+            filled += count
+            buffer[filled:] = 0
+            self._put(index, buffer)
+        self.length = index * c + filled
+
+    def _chunk_buffer(self) -> np.ndarray:
+        if self._buffer is None:
+            self._buffer = self._empty()
+        return self._buffer
 
     def _put(self, index: int, chunk: np.ndarray) -> None:
         path = self.path.joinpath("c", str(index), *self._suffix)

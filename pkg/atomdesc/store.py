@@ -77,21 +77,24 @@ def storage_rows(rows_per_append: int, row_bytes: int) -> int:
 
 @dataclass
 class ChunkResult:
-    """Features of consecutive structures, concatenated (what one task returns).
+    """Features of consecutive structures (what one task returns).
 
-    Rows and pairs are local to the chunk; ``gradient_pairs[:, 0]`` is a row
-    of this chunk's ``features``. ``errors`` lists ``(position in chunk,
+    ``features``, ``gradient_values`` and ``strain_gradients`` are lists of
+    blocks of rows, one after another (as computed: the store writes them
+    without concatenating them first); ``centers`` and ``gradient_pairs`` are
+    arrays. Rows and pairs are local to the chunk; ``gradient_pairs[:, 0]`` is
+    a row of this chunk's features. ``errors`` lists ``(position in chunk,
     message)`` of the structures that failed; they have no rows.
     """
 
-    features: np.ndarray
+    features: list[np.ndarray]
     centers: np.ndarray
     n_rows: np.ndarray  # rows per structure that succeeded
     n_atoms: np.ndarray
     gradient_pairs: np.ndarray | None = None
-    gradient_values: np.ndarray | None = None
+    gradient_values: list[np.ndarray] | None = None
     n_pairs: np.ndarray | None = None
-    strain_gradients: np.ndarray | None = None
+    strain_gradients: list[np.ndarray] | None = None
     errors: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -99,11 +102,15 @@ class ChunkResult:
         return len(self.n_atoms)
 
     @property
+    def rows(self) -> int:
+        return int(self.n_rows.sum())
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the result arrays."""
-        return sum(a.nbytes for a in (self.features, self.centers, self.gradient_pairs,
-                                      self.gradient_values, self.strain_gradients)
-                   if a is not None)
+        blocks = [self.centers, self.gradient_pairs, *self.features,
+                  *(self.gradient_values or []), *(self.strain_gradients or [])]
+        return sum(a.nbytes for a in blocks if a is not None)
 
 
 @dataclass
@@ -210,7 +217,7 @@ class StoreWriter:
         per_append = dict(per_append or {"structures": 64, "rows": 1024, "pairs": 8192})
         if expected is not None:
             per_append = {"structures": expected.n_structures,
-                          "rows": len(expected.features),
+                          "rows": expected.rows,
                           "pairs": len(expected.gradient_pairs)
                           if expected.gradient_pairs is not None else 0}
         specs = [("features", "rows", (f,), "float64"), ("centers", "rows", (), "int64"),
@@ -280,7 +287,7 @@ class StoreWriter:
         rows = np.cumsum(np.concatenate([c.n_rows for c in chunks]), dtype=np.int64)
         file_index = np.asarray(frames, dtype=np.int64).reshape(-1, 2)
         a = self.arrays
-        a["features"].append([c.features for c in chunks])
+        a["features"].append([block for c in chunks for block in c.features])
         a["centers"].append([c.centers for c in chunks])
         a["offsets"].append([r0 + rows if s0 else np.r_[0, rows]])
         a["structures"].append([np.column_stack([n_atoms, file_index])])
@@ -292,14 +299,14 @@ class StoreWriter:
                 local = c.gradient_pairs.copy()
                 local[:, 0] += start
                 pairs.append(local)
-                start += len(c.features)
+                start += c.rows
             a["gradient_pairs"].append(pairs)
-            a["gradient_values"].append([c.gradient_values for c in chunks])
+            a["gradient_values"].append([b for c in chunks for b in c.gradient_values or []])
             ends = np.cumsum(np.concatenate([c.n_pairs for c in chunks]), dtype=np.int64)
             n_pairs = int(ends[-1]) if len(ends) else 0
             a["gradient_offsets"].append([q0 + ends if s0 else np.r_[0, ends]])
         if self.strain_gradients:
-            a["strain_gradients"].append([c.strain_gradients for c in chunks])
+            a["strain_gradients"].append([b for c in chunks for b in c.strain_gradients or []])
         # Only now, with every array written, do the chunks count.
         p.chunks += 1
         p.structures = s0 + len(n_atoms)
