@@ -200,7 +200,7 @@ def test_dask_local_cluster_gives_identical_store(tmp_path, dataset, d):
     hypers = tmp_path / "h.json"
     hypers.write_text(json.dumps(HYPERS))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             atomdesc.featurize_dataset(dataset, d, remote, client, gradients=True,
                                        strain_gradients=True, chunk_size=5, progress=False)
@@ -339,3 +339,121 @@ def test_cli_example_command(tmp_path):
     assert "202 structures" in done.stdout and "open_features('ex.zarr')" in done.stdout
     store = atomdesc.open_features(tmp_path / "ex.zarr")
     assert len(store) == 202 and store.has_gradients
+
+
+# ------------------------------------------------ the store's format and writer
+
+BLOSC_SHUFFLE = {"name": "blosc", "configuration": {"typesize": 8, "cname": "lz4", "clevel": 1,
+                                                    "shuffle": "shuffle", "blocksize": 0}}
+
+
+@pytest.mark.parametrize("compressor", ["lz4", "zstd", None, "blosc-shuffle"])
+@pytest.mark.parametrize("tail, dtype", [((), "int64"), ((2,), "int64"), ((3, 5), "float64")])
+def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, tail, dtype):
+    """The store is written without zarr: every file must be byte for byte zarr's own.
+
+    If this fails after a zarr or numcodecs upgrade, ``atomdesc.rowarrays``
+    no longer writes what zarr writes (and reads): fix it before releasing.
+    """
+    import zarr
+    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    from atomdesc import rowarrays
+
+    rng = np.random.default_rng(1)
+    data = (rng.normal(scale=1e3, size=(45, *tail)) * (rng.random((45, *tail)) < 0.2)).astype(dtype)
+    data[8:16] = 0  # a chunk of zeros is written too (zarr: write_empty_chunks)
+    if compressor == "blosc-shuffle":  # what stores of atomdesc 0.1.0 (main 446f110) use
+        codecs = [{"name": "bytes", "configuration": {"endian": "little"}}, BLOSC_SHUFFLE]
+    else:
+        codecs = rowarrays.codec_metadata(compressor, dtype)
+    ours = tmp_path / "ours.zarr"
+    ours.mkdir()
+    rowarrays.write_json(ours / "zarr.json", rowarrays.group_metadata({"x": [1.5, "a"]}))
+    array = rowarrays.RowArray.create(ours / "a", (1000, *tail), (8, *tail), dtype, codecs)
+    # appends of every kind: inside a chunk, across chunks, several pieces, whole chunks
+    array.append([data[:3]])
+    array.append([data[3:5], data[5:20]])
+    reopened = rowarrays.RowArray(ours / "a", 20)  # as a resumed run: the partial chunk read back
+    reopened.append([data[20:24], data[24:40], data[40:41]])
+    reopened.append([data[41:45]])
+    reopened.resize(45)
+
+    theirs = tmp_path / "theirs.zarr"
+    group = zarr.open_group(str(theirs), mode="w", zarr_format=3, attributes={"x": [1.5, "a"]})
+    meta = ArrayV3Metadata.from_dict(rowarrays.array_metadata((1000, *tail), (8, *tail),
+                                                              dtype, codecs))
+    z = group.create_array("a", shape=meta.shape, chunks=(8, *tail), dtype=dtype,
+                           compressors=meta.codecs[1:] or None, fill_value=0,
+                           config={"write_empty_chunks": True})
+    z[:45] = data
+    z.resize((45, *tail))
+    assert store_arrays(ours) == store_arrays(theirs)
+    np.testing.assert_array_equal(zarr.open_array(str(ours / "a"), mode="r")[:], data)
+
+
+def test_store_written_by_previous_version_opens(d):
+    """A store written by atomdesc 0.1.0 (main at 446f110, through zarr, Blosc with shuffle).
+
+    Made with ``featurize_dataset(frames[:5], d, path, gradients=True,
+    chunk_size=2)`` on the first five bundled example structures.
+    """
+    store = atomdesc.open_features(Path(__file__).parent / "data" / "store_main_v1.zarr")
+    frames = ase.io.read(examples.STRUCTURES, ":5")
+    expected = d.compute(frames, gradients=True)
+    assert len(store) == 5 and store.has_gradients and store.descriptor() == d
+    np.testing.assert_array_equal(store.features[:],
+                                  np.concatenate([r.features for r in expected]))
+    for i, r in enumerate(expected):
+        got = store[i]
+        np.testing.assert_array_equal(got.features, r.features)
+        np.testing.assert_array_equal(got.gradient_pairs, r.gradient_pairs)
+        np.testing.assert_array_equal(got.gradient_values, r.gradient_values)
+        assert store.provenance(i) == ("<memory>", i)
+
+
+#: featurize_dataset in a child process, one append per chunk of 3 structures,
+#: pausing before each progress record (where a kill hurts most: data written,
+#: not yet counted).
+_KILLABLE = r"""
+import json, sys, time
+import atomdesc
+from atomdesc import pipeline, store
+pipeline.APPEND_BYTES = 0
+save = store.StoreWriter._save_progress
+def slow(self):
+    time.sleep(0.05)
+    save(self)
+store.StoreWriter._save_progress = slow
+atomdesc.featurize_dataset(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], gradients=True,
+                           chunk_size=3, progress=False)
+"""
+
+
+def test_killed_process_resumes_to_the_same_store(tmp_path, dataset):
+    import os
+    import signal
+    import time
+
+    def run(out):
+        return subprocess.Popen([sys.executable, "-c", _KILLABLE, str(dataset),
+                                 json.dumps(HYPERS), str(out)])
+
+    reference = tmp_path / "ref.zarr"
+    assert run(reference).wait(timeout=300) == 0
+    out = tmp_path / "out.zarr"
+    child = run(out)
+    deadline = time.monotonic() + 300
+    chunks = 0
+    while chunks < 3 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.005)
+        try:
+            chunks = json.loads((out / "zarr.json").read_text())["attributes"]["progress"]["chunks"]
+        except (OSError, ValueError, KeyError):
+            pass
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    partial = atomdesc.open_features(out, allow_incomplete=True)
+    assert not partial.progress.complete and 3 <= partial.progress.chunks < 8
+    assert run(out).wait(timeout=300) == 0
+    assert store_arrays(out) == store_arrays(reference)

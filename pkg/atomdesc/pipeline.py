@@ -25,13 +25,17 @@ from ase.data import atomic_numbers
 
 from .descriptor import Descriptor, max_threads
 from .io import Frame, FrameReadError, FrameSource, Position, file_signature
-from .store import ChunkResult, FeatureStore, StoreWriter, is_store, remove_store
+from .store import (ChunkResult, FeatureStore, Progress, StoreWriter, is_store,
+                    read_attributes, remove_store)
 from .system import System
 
 #: Most structures in one chunk by default.
 DEFAULT_CHUNK_SIZE = 10_000
 #: Default budget of one chunk's results; sets how many atoms a chunk holds.
 CHUNK_BYTES = 32 << 20
+#: Most atoms in one computed chunk by default: a small dataset is then
+#: several chunks, the next read while one is computed.
+COMPUTE_ATOMS = 512
 #: Gradient pairs per atom assumed when sizing chunks (dense solids have ~50-100).
 PAIRS_PER_ATOM = 64
 #: Computed chunks are gathered and appended to the store together until
@@ -119,16 +123,18 @@ def featurize_dataset(
     :param strain_gradients: also store strain gradients.
     :param average: ``"mean"`` or ``"sum"`` to store one row per structure.
     :param center_species: describe only atoms of these species.
-    :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores).
+    :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores);
+        each computes one chunk at a time, with one kernel thread.
     :param chunk_size: most structures per chunk (the unit of work; default 10 000).
     :param chunk_atoms: a chunk is closed when it holds this many atoms; the
-        default keeps one chunk's results near 32 MB (estimated from the
-        number of features, with 64 gradient pairs per atom), which bounds
-        memory whatever the dataset.
+        default is :data:`COMPUTE_ATOMS` (512), or fewer when that would make
+        one chunk's results exceed 32 MB (estimated from the number of
+        features, with 64 gradient pairs per atom), which bounds memory
+        whatever the dataset.
         Computed chunks are appended to the store together until they hold
         about 16 MB (the unit of writing and of resuming). Memory holds at
-        most three chunks and one append locally, and two chunks per worker
-        thread with Dask.
+        most ``n_threads + 2`` chunks and one append locally, and two chunks
+        per worker thread with Dask.
     :param skip_invalid: record unreadable or invalid frames in the store's
         metadata and go on, instead of stopping with an error.
     :param overwrite: recompute a store that exists (finished or not) from scratch.
@@ -151,8 +157,12 @@ def featurize_dataset(
     options = _check_options(d, gradients, strain_gradients, average, center_species)
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    # Storage chunks are sized to the chunks' byte budget; the chunks computed
+    # are smaller by default, so that reading overlaps computing on small sets.
+    storage_atoms = chunk_atoms or default_chunk_atoms(d.n_features, gradients,
+                                                       strain_gradients)
     if chunk_atoms is None:
-        chunk_atoms = default_chunk_atoms(d.n_features, gradients, strain_gradients)
+        chunk_atoms = min(storage_atoms, COMPUTE_ATOMS)
     if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
         raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
 
@@ -186,13 +196,13 @@ def featurize_dataset(
 
     def create() -> None:
         try:
-            structures = min(chunk_size, chunk_atoms)
+            structures = min(chunk_size, storage_atoms)
             done["writer"] = StoreWriter.create(
                 path, n_features=d.n_features, attrs=attrs, gradients=options["gradients"],
                 strain_gradients=options["strain_gradients"], compressor=compressor,
                 per_append={"structures": structures,
-                            "rows": structures if average else chunk_atoms,
-                            "pairs": chunk_atoms * PAIRS_PER_ATOM if gradients else 0})
+                            "rows": structures if average else storage_atoms,
+                            "pairs": storage_atoms * PAIRS_PER_ATOM if gradients else 0})
         except BaseException:
             done["failed"] = True
             raise
@@ -352,7 +362,7 @@ def _concatenate(outcomes: list[Any], n_features: int, options: dict[str, Any]) 
         if options["gradients"]:
             n_pairs.append(len(r.gradient_pairs))
     chunk = ChunkResult(
-        features=_cat([r.features for r in results], (0, n_features), np.float64),
+        features=[r.features for r in results],
         centers=_cat([np.asarray(r.centers, dtype=np.int64) for r in results], (0,), np.int64),
         n_rows=np.asarray(n_rows, dtype=np.int64),
         n_atoms=np.asarray(n_atoms, dtype=np.int64),
@@ -363,12 +373,10 @@ def _concatenate(outcomes: list[Any], n_features: int, options: dict[str, Any]) 
         chunk.gradient_pairs = _cat(
             [r.gradient_pairs + np.array([start, 0]) for r, start in zip(results, rows)],
             (0, 2), np.int64)
-        chunk.gradient_values = _cat([r.gradient_values for r in results],
-                                     (0, 3, n_features), np.float64)
+        chunk.gradient_values = [r.gradient_values for r in results]
         chunk.n_pairs = np.asarray(n_pairs, dtype=np.int64)
     if options["strain_gradients"]:
-        chunk.strain_gradients = _cat([r.strain_gradients for r in results],
-                                      (0, 3, 3, n_features), np.float64)
+        chunk.strain_gradients = [r.strain_gradients for r in results]
     return chunk
 
 
@@ -395,18 +403,25 @@ class _Runner:
 
 
 class _LocalRunner(_Runner):
-    """Chunks computed on a background thread while the next one is read."""
+    """Chunks computed on ``n_threads`` threads, one kernel thread each, while more are read.
 
-    #: One chunk read, one computed, one written at a time.
-    max_in_flight = 3
+    One chunk per thread, as the Dask workers do, rather than one chunk at a
+    time on all threads: the kernels' OpenMP threads then never spin waiting
+    between chunks on cores the reading and writing need (with two threads
+    per chunk on the bundled example, they burnt as much CPU as the kernels
+    themselves), and the results are the same whatever the threads.
+    """
 
     def __init__(self, d: Descriptor, n_threads: int | None) -> None:
         self.d = d
         self.n_threads = n_threads or max_threads()
-        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pool = ThreadPoolExecutor(max_workers=self.n_threads,
+                                       thread_name_prefix="atomdesc-compute")
+        #: A chunk computed per thread, one read, one written.
+        self.max_in_flight = self.n_threads + 2
 
     def submit(self, structures: list[Any], options: dict[str, Any]) -> Any:
-        return self.pool.submit(compute_chunk, self.d, structures, options, self.n_threads)
+        return self.pool.submit(compute_chunk, self.d, structures, options, 1)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -507,32 +522,10 @@ class _Batch:
         if not chunks:
             writer.skip(position, skipped)
             return 0, 0
-        chunk = merge_chunks(chunks)
-        del chunks  # the parts are freed before writing: the append is held once
-        writer.append(chunk, frames, position, skipped)
-        return chunk.n_structures, int(chunk.n_atoms.sum())
-
-
-def merge_chunks(chunks: list[ChunkResult]) -> ChunkResult:
-    """Consecutive chunk results as one (rows and pairs renumbered)."""
-    if len(chunks) == 1:
-        return chunks[0]
-    first = chunks[0]
-    merged = ChunkResult(
-        features=np.concatenate([c.features for c in chunks]),
-        centers=np.concatenate([c.centers for c in chunks]),
-        n_rows=np.concatenate([c.n_rows for c in chunks]),
-        n_atoms=np.concatenate([c.n_atoms for c in chunks]),
-    )
-    if first.gradient_pairs is not None:
-        starts = np.cumsum([0] + [len(c.features) for c in chunks[:-1]])
-        merged.gradient_pairs = np.concatenate(
-            [c.gradient_pairs + np.array([start, 0]) for c, start in zip(chunks, starts)])
-        merged.gradient_values = np.concatenate([c.gradient_values for c in chunks])
-        merged.n_pairs = np.concatenate([c.n_pairs for c in chunks])
-    if first.strain_gradients is not None:
-        merged.strain_gradients = np.concatenate([c.strain_gradients for c in chunks])
-    return merged
+        n_atoms = sum(int(c.n_atoms.sum()) for c in chunks)
+        n_structures = sum(c.n_structures for c in chunks)
+        writer.append(chunks, frames, position, skipped)
+        return n_structures, n_atoms
 
 
 def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict[str, Any],
@@ -543,17 +536,22 @@ def _open_writer(path: Path, attrs: dict[str, Any], d: Descriptor, options: dict
     if path.exists():
         if not is_store(path):
             raise ValueError(f"{path} exists and is not an atomdesc feature store")
-        writer = StoreWriter.open(path)
-        old = writer.attrs
+        old = read_attributes(path)
+        progress = Progress.from_json(dict(old["progress"]))
         for key, what in (("hypers", "hyper-parameters"), ("options", "options"),
                           ("inputs", "input files"), ("input_signatures", "input files")):
             if old.get(key) != attrs[key]:
-                state = "finished" if writer.progress.complete else "unfinished"
+                state = "finished" if progress.complete else "unfinished"
                 raise ValueError(
                     f"{path} holds a {state} run with other {what}; use overwrite=True "
                     "(--overwrite) to replace it, or another output path"
                 )
-        return writer, writer.progress.chunks > 0 or writer.progress.complete
+        if progress.chunks == 0 and not progress.complete:
+            # killed before its first append (maybe while creating its arrays):
+            # nothing to keep, so it is made again
+            remove_store(path)
+            return None, False
+        return StoreWriter.open(path), True
     return None, False
 
 

@@ -26,6 +26,11 @@ where reading resumes) is written only after a chunk's data, so a store cut
 short at any moment reads back as the chunks before it. While a run is under
 way the arrays are allocated far beyond their valid length (unwritten chunks
 cost nothing in zarr); finishing trims them to it.
+
+The store is read with zarr, and written with :mod:`atomdesc.rowarrays`:
+the same files, without zarr's event loop and read-back of partly filled
+chunks. Stores written through zarr itself (atomdesc 0.1.0, Blosc with byte
+shuffling) read the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from .result import DescriptorResult
+from .rowarrays import META, RowArray, codec_metadata, group_metadata, read_json, write_json
 
 #: ``attrs["format"]`` of a store written by atomdesc.
 FORMAT = "atomdesc-features"
@@ -71,21 +77,24 @@ def storage_rows(rows_per_append: int, row_bytes: int) -> int:
 
 @dataclass
 class ChunkResult:
-    """Features of consecutive structures, concatenated (what one task returns).
+    """Features of consecutive structures (what one task returns).
 
-    Rows and pairs are local to the chunk; ``gradient_pairs[:, 0]`` is a row
-    of this chunk's ``features``. ``errors`` lists ``(position in chunk,
+    ``features``, ``gradient_values`` and ``strain_gradients`` are lists of
+    blocks of rows, one after another (as computed: the store writes them
+    without concatenating them first); ``centers`` and ``gradient_pairs`` are
+    arrays. Rows and pairs are local to the chunk; ``gradient_pairs[:, 0]`` is
+    a row of this chunk's features. ``errors`` lists ``(position in chunk,
     message)`` of the structures that failed; they have no rows.
     """
 
-    features: np.ndarray
+    features: list[np.ndarray]
     centers: np.ndarray
     n_rows: np.ndarray  # rows per structure that succeeded
     n_atoms: np.ndarray
     gradient_pairs: np.ndarray | None = None
-    gradient_values: np.ndarray | None = None
+    gradient_values: list[np.ndarray] | None = None
     n_pairs: np.ndarray | None = None
-    strain_gradients: np.ndarray | None = None
+    strain_gradients: list[np.ndarray] | None = None
     errors: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -93,11 +102,15 @@ class ChunkResult:
         return len(self.n_atoms)
 
     @property
+    def rows(self) -> int:
+        return int(self.n_rows.sum())
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the result arrays."""
-        return sum(a.nbytes for a in (self.features, self.centers, self.gradient_pairs,
-                                      self.gradient_values, self.strain_gradients)
-                   if a is not None)
+        blocks = [self.centers, self.gradient_pairs, *self.features,
+                  *(self.gradient_values or []), *(self.strain_gradients or [])]
+        return sum(a.nbytes for a in blocks if a is not None)
 
 
 @dataclass
@@ -132,6 +145,11 @@ def is_store(path: str | Path) -> bool:
     return attrs.get("format") == FORMAT
 
 
+def read_attributes(path: str | Path) -> dict[str, Any]:
+    """The attributes of a store's group (its hyper-parameters, options, progress)."""
+    return dict(read_json(Path(path) / META)["attributes"])
+
+
 def remove_store(path: str | Path) -> None:
     """Delete an atomdesc store; refuse to delete anything else."""
     path = Path(path)
@@ -164,21 +182,19 @@ def remove_partial_files(path: str | Path) -> list[Path]:
 class StoreWriter:
     """Appends chunk results to a store in order and records progress.
 
-    Arrays grow by doubling their capacity (few metadata writes); the valid
-    lengths are in the progress record, and :meth:`finish` trims the arrays
-    to them and marks the store complete.
+    Written synchronously on the calling thread with :mod:`atomdesc.rowarrays`
+    (the files zarr would write, without its event loop). The arrays are
+    declared :data:`CAPACITY` rows long; the valid lengths are in the progress
+    record, and :meth:`finish` trims the arrays to them and marks the store
+    complete.
     """
 
-    def __init__(self, group: Any, progress: Progress, arrays: dict[str, Any] | None = None
-                 ) -> None:
-        self.group = group
+    def __init__(self, path: str | Path, group_meta: dict[str, Any], progress: Progress,
+                 arrays: dict[str, RowArray]) -> None:
+        self.path = Path(path)
+        self.group_meta = group_meta
         self.progress = progress
-        if arrays is None:
-            arrays = {name: group[name].async_array for name in group.array_keys()}
-        # Every chunk written holds data: skip zarr's check of each chunk
-        # against the fill value (a full comparison, as costly as compressing).
-        self.arrays = {name: a.with_config({"write_empty_chunks": True})
-                       for name, a in arrays.items()}
+        self.arrays = arrays
         self.gradients = "gradient_values" in self.arrays
         self.strain_gradients = "strain_gradients" in self.arrays
 
@@ -197,13 +213,11 @@ class StoreWriter:
         :param per_append: or the expected ``structures``, ``rows`` and
             ``pairs`` of one chunk.
         """
-        import zarr
-
         f = n_features
         per_append = dict(per_append or {"structures": 64, "rows": 1024, "pairs": 8192})
         if expected is not None:
             per_append = {"structures": expected.n_structures,
-                          "rows": len(expected.features),
+                          "rows": expected.rows,
                           "pairs": len(expected.gradient_pairs)
                           if expected.gradient_pairs is not None else 0}
         specs = [("features", "rows", (f,), "float64"), ("centers", "rows", (), "int64"),
@@ -215,33 +229,23 @@ class StoreWriter:
                       ("gradient_offsets", "structures", (), "int64")]
         if strain_gradients:
             specs.append(("strain_gradients", "rows", (3, 3, f), "float64"))
+        codec = _compressor(compressor)
+        path = Path(path)
         progress = Progress()
-        compressors: Any = _compressors(compressor)
-
-        async def create_all() -> tuple[Any, dict[str, Any]]:
-            import asyncio
-
-            group = await zarr.api.asynchronous.open_group(
-                str(path), mode="w", zarr_format=3, attributes={
-                    **attrs, "format": FORMAT, "format_version": FORMAT_VERSION,
-                    "structure_columns": list(STRUCTURE_COLUMNS),
-                    "progress": progress.to_json()})
-
-            async def one(name: str, kind: str, tail: tuple[int, ...], dtype: str) -> Any:
-                row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize
-                rows = storage_rows(per_append[kind], row_bytes)
-                return await group.create_array(
-                    name, shape=(CAPACITY, *tail), chunks=(rows, *tail), dtype=dtype,
-                    compressors=compressors, fill_value=0)
-
-            arrays = await asyncio.gather(*(one(*spec) for spec in specs))
-            return group, {spec[0]: a for spec, a in zip(specs, arrays)}
-
-        # The objects zarr returns are used as they are (no second round of
-        # metadata reads); the leading 0 of the offsets arrays is written with
-        # the first append (an unwritten chunk reads as the fill value, 0).
-        group, arrays = _sync(create_all())
-        return cls(zarr.Group(group), progress, arrays)
+        # The group's metadata first: a directory without it is not a store,
+        # and a store whose progress records nothing is simply made again.
+        path.mkdir(parents=True, exist_ok=True)
+        group_meta = group_metadata({
+            **attrs, "format": FORMAT, "format_version": FORMAT_VERSION,
+            "structure_columns": list(STRUCTURE_COLUMNS), "progress": progress.to_json()})
+        write_json(path / META, group_meta)
+        arrays = {}
+        for name, kind, tail, dtype in specs:
+            row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize
+            rows = storage_rows(per_append[kind], row_bytes)
+            arrays[name] = RowArray.create(path / name, (CAPACITY, *tail), (rows, *tail), dtype,
+                                           codec_metadata(codec, dtype))
+        return cls(path, group_meta, progress, arrays)
 
     @classmethod
     def open(cls, path: str | Path) -> StoreWriter:
@@ -249,58 +253,66 @@ class StoreWriter:
 
         Temporary files a killed run left behind are removed first.
         """
-        import zarr
-
+        path = Path(path)
         remove_partial_files(path)
-        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
-        return cls(group, Progress.from_json(dict(group.attrs["progress"])))
+        group_meta = read_json(path / META)
+        progress = Progress.from_json(dict(group_meta["attributes"]["progress"]))
+        lengths = _valid_lengths(progress)
+        names = sorted(p.parent.name for p in path.glob(f"*/{META}"))
+        arrays = {name: RowArray(path / name, lengths[name]) for name in names}
+        return cls(path, group_meta, progress, arrays)
 
     @property
     def attrs(self) -> dict[str, Any]:
-        return dict(self.group.attrs)
+        return dict(self.group_meta["attributes"])
 
     # ------------------------------------------------------------------ append
 
-    def append(self, chunk: ChunkResult, frames: list[tuple[int, int]],
+    def append(self, chunks: ChunkResult | list[ChunkResult], frames: list[tuple[int, int]],
                next_position: tuple[int, int], skipped: list[dict[str, Any]]) -> None:
-        """Write one chunk after the valid data, then record it in the progress.
+        """Write consecutive chunks after the valid data, then record them in the progress.
 
-        :param frames: ``(file number, frame index)`` of each structure of ``chunk``.
-        :param next_position: where reading resumes after this chunk.
-        :param skipped: invalid frames of this chunk (recorded in the metadata).
+        The chunks are written as they are, one after another (not
+        concatenated first).
+
+        :param frames: ``(file number, frame index)`` of each structure of ``chunks``.
+        :param next_position: where reading resumes after these chunks.
+        :param skipped: invalid frames of these chunks (recorded in the metadata).
         """
+        if isinstance(chunks, ChunkResult):
+            chunks = [chunks]
         p = self.progress
         s0, r0, q0 = p.structures, p.rows, p.pairs
-        s1 = s0 + chunk.n_structures
-        rows = np.cumsum(chunk.n_rows, dtype=np.int64)
+        n_atoms = np.concatenate([c.n_atoms for c in chunks]).astype(np.int64)
+        rows = np.cumsum(np.concatenate([c.n_rows for c in chunks]), dtype=np.int64)
         file_index = np.asarray(frames, dtype=np.int64).reshape(-1, 2)
-        writes = [
-            ("features", r0, chunk.features),
-            ("centers", r0, chunk.centers),
-            ("offsets", s0 + 1, r0 + rows) if s0 else ("offsets", 0, np.r_[0, rows]),
-            ("structures", s0, np.column_stack([chunk.n_atoms, file_index])),
-        ]
+        a = self.arrays
+        a["features"].append([block for c in chunks for block in c.features])
+        a["centers"].append([c.centers for c in chunks])
+        a["offsets"].append([r0 + rows if s0 else np.r_[0, rows]])
+        a["structures"].append([np.column_stack([n_atoms, file_index])])
         n_pairs = 0
         if self.gradients:
-            assert chunk.gradient_pairs is not None and chunk.n_pairs is not None
-            pairs = chunk.gradient_pairs.copy()
-            pairs[:, 0] += r0
-            n_pairs = len(pairs)
-            writes += [
-                ("gradient_pairs", q0, pairs),
-                ("gradient_values", q0, chunk.gradient_values),
-                ("gradient_offsets", s0 + 1, q0 + np.cumsum(chunk.n_pairs, dtype=np.int64))
-                if s0 else ("gradient_offsets", 0, np.r_[0, np.cumsum(chunk.n_pairs)]),
-            ]
+            pairs, start = [], r0
+            for c in chunks:
+                assert c.gradient_pairs is not None and c.n_pairs is not None
+                local = c.gradient_pairs.copy()
+                local[:, 0] += start
+                pairs.append(local)
+                start += c.rows
+            a["gradient_pairs"].append(pairs)
+            a["gradient_values"].append([b for c in chunks for b in c.gradient_values or []])
+            ends = np.cumsum(np.concatenate([c.n_pairs for c in chunks]), dtype=np.int64)
+            n_pairs = int(ends[-1]) if len(ends) else 0
+            a["gradient_offsets"].append([q0 + ends if s0 else np.r_[0, ends]])
         if self.strain_gradients:
-            writes.append(("strain_gradients", r0, chunk.strain_gradients))
-        self._write(writes)
-        # Only now, with every array written, does the chunk count.
+            a["strain_gradients"].append([b for c in chunks for b in c.strain_gradients or []])
+        # Only now, with every array written, do the chunks count.
         p.chunks += 1
-        p.structures = s1
+        p.structures = s0 + len(n_atoms)
         p.rows = r0 + int(rows[-1]) if len(rows) else r0
         p.pairs = q0 + n_pairs
-        p.atoms += int(chunk.n_atoms.sum())
+        p.atoms += int(n_atoms.sum())
         p.next_file, p.next_index = next_position
         p.skipped.extend(skipped)
         self._save_progress()
@@ -313,67 +325,42 @@ class StoreWriter:
         self._save_progress()
 
     def finish(self) -> None:
-        """Trim every array to its valid length and mark the store complete."""
-        p = self.progress
-        lengths = {
-            "features": p.rows, "centers": p.rows, "strain_gradients": p.rows,
-            "offsets": p.structures + 1, "gradient_offsets": p.structures + 1,
-            "structures": p.structures, "gradient_pairs": p.pairs, "gradient_values": p.pairs,
-        }
+        """Trim every array to its valid length and mark the store complete.
 
-        async def trim(name: str) -> None:
-            array = self.arrays[name]
+        Chunks past the end were never written (or hold an interrupted
+        chunk's data, which a resumed run overwrote); they stay as they are.
+        """
+        lengths = _valid_lengths(self.progress)
+        lengths["offsets"] = lengths["gradient_offsets"] = self.progress.structures + 1
+        for name, array in self.arrays.items():
             if array.shape[0] != lengths[name]:
-                # Chunks past the end were never written (or hold an
-                # interrupted chunk's data, which a resumed run overwrote).
-                await array.resize((lengths[name], *array.shape[1:]),
-                                   delete_outside_chunks=False)
-
-        async def trim_all() -> None:
-            import asyncio
-
-            await asyncio.gather(*(trim(name) for name in self.arrays))
-
-        _sync(trim_all())
-        p.complete = True
+                array.resize(lengths[name])
+        self.progress.complete = True
         self._save_progress()
 
-    def _write(self, writes: list[tuple[str, int, np.ndarray]]) -> None:
-        """Write ``data`` at ``start`` of each named array, all arrays concurrently."""
-
-        async def all_writes() -> None:
-            import asyncio
-
-            await asyncio.gather(*(
-                self.arrays[name].setitem(slice(start, start + len(data)), data)
-                for name, start, data in writes if len(data)
-            ))
-
-        _sync(all_writes())
-
     def _save_progress(self) -> None:
-        self.group.attrs["progress"] = self.progress.to_json()
+        self.group_meta["attributes"]["progress"] = self.progress.to_json()
+        write_json(self.path / META, self.group_meta)
 
 
-def _sync(coroutine: Any) -> Any:
-    """Run a zarr coroutine on zarr's own event loop (what its sync API does)."""
-    from zarr.core.sync import sync
+def _valid_lengths(p: Progress) -> dict[str, int]:
+    """Rows of each array that hold data (the offsets gain their leading 0 with the first rows)."""
+    offsets = p.structures + 1 if p.structures else 0
+    return {"features": p.rows, "centers": p.rows, "strain_gradients": p.rows,
+            "offsets": offsets, "gradient_offsets": offsets, "structures": p.structures,
+            "gradient_pairs": p.pairs, "gradient_values": p.pairs}
 
-    return sync(coroutine)
 
-
-def _compressors(name: str | None) -> Any:
+def _compressor(name: str | None) -> str | None:
+    """The codec of a ``compressor`` option (see :func:`rowarrays.codec_metadata`)."""
     if name in (None, "none"):
         return None
     if name == "zstd":
-        from zarr.codecs import ZstdCodec
-
-        return [ZstdCodec(level=1)]
+        return "zstd"
     if name == "blosc":
-        from zarr.codecs import BloscCodec
-
-        # lz4 after byte shuffling: fast, and float64 gradients are mostly zeros
-        return [BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")]
+        # Blosc/LZ4 without shuffling: the gradients are mostly zeros, which
+        # LZ4 finds as they are; shuffling made them larger and 3x slower to encode
+        return "lz4"
     raise ValueError(f"compressor must be 'blosc', 'zstd' or None, got {name!r}")
 
 
