@@ -38,6 +38,7 @@ module acsf_kernel
     real(dp), allocatable :: etas(:)   ! the distinct etas
     integer, allocatable :: izl(:)     ! index of (zeta, lambda) among the distinct pairs
     real(dp), allocatable :: zl(:, :)  ! the distinct (zeta, lambda) pairs
+    integer, allocatable :: zint(:)    ! their zeta when an integer <= 64, else 0
   end type angular_functions
 
   !> Per-thread work arrays, sized for the largest neighbourhood. Passed
@@ -351,7 +352,7 @@ contains
     end do
     ! (1 + lambda cos)^zeta once per distinct (zeta, lambda), shared by all etas
     do z = 1, size(a%zl, 2)
-      call angular_power(a%zl(1, z), a%zl(2, z), c, base(:, z), a1(:, z))
+      call angular_power(a%zl(1, z), a%zint(z), a%zl(2, z), c, base(:, z), a1(:, z))
       av(:, z) = a1(:, z) * base(:, z)
     end do
     if (derivs) then
@@ -420,15 +421,16 @@ contains
   end subroutine add_run
 
   !> base = 1 + lam c and a1 = base**(zeta - 1), by repeated products for integer zeta
-  !> (exact, and finite at base = 0).
-  pure subroutine angular_power(zeta, lam, c, base, a1)
+  !> (zint = zeta; exact, and finite at base = 0).
+  pure subroutine angular_power(zeta, zint, lam, c, base, a1)
     real(dp), intent(in) :: zeta, lam, c(:)
+    integer, intent(in) :: zint
     real(dp), intent(out) :: base(:), a1(:)
     integer :: i
     base = 1.0_dp + lam * c
-    if (zeta <= 64.0_dp .and. zeta == anint(zeta)) then
+    if (zint > 0) then
       a1 = 1.0_dp
-      do i = 2, nint(zeta)
+      do i = 2, zint
         a1 = a1 * base
       end do
     else
@@ -467,6 +469,8 @@ contains
     end do
     a%etas = etas(1:nu)
     a%zl = zl(:, 1:nzl)
+    a%zint = merge(nint(min(a%zl(1, :), 64.0_dp)), 0, &
+                   a%zl(1, :) <= 64.0_dp .and. a%zl(1, :) == anint(a%zl(1, :)))
   end function angular_set
 
 end module acsf_kernel
