@@ -560,7 +560,8 @@ class _DensityExpansion(Descriptor):
     # ------------------------------------------------------------ computation
 
     def _kernel(self, kind, system, centers, gradients, strain_gradients, n_threads, n_features):
-        nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients)
+        nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients,
+                                    n_threads)
         lookup = {atomic_numbers[s]: i + 1 for i, s in enumerate(self.species)}
         centre_species = np.array([lookup[z] for z in system.numbers[centers]], dtype=np.int32)
         vectors, distances, species, entry_slot = nb.vectors, nb.distances, nb.species, nb.entry_slot

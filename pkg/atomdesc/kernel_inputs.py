@@ -45,18 +45,21 @@ class KernelNeighbours:
         centers: np.ndarray,
         species: Sequence[str],
         gradients: bool,
+        n_threads: int = 1,
     ) -> KernelNeighbours:
-        nb = compute_neighbours(system, r_cut, centers)
+        lookup = np.zeros(max(atomic_numbers[s] for s in species) + 1, dtype=np.int32)
+        for index, symbol in enumerate(species, start=1):
+            lookup[atomic_numbers[symbol]] = index
+        atom_species = lookup[np.minimum(system.numbers, len(lookup) - 1)]
+        nb = compute_neighbours(system, r_cut, centers, n_threads=n_threads,
+                                atom_labels=atom_species)
         n_entries = len(nb.distances)
         if n_entries + len(centers) > _INT32_MAX:
             raise ValueError(
                 f"{n_entries} neighbour pairs are more than the kernels index; "
                 "split the centres into smaller batches"
             )
-        lookup = np.zeros(max(atomic_numbers[s] for s in species) + 1, dtype=np.int32)
-        for index, symbol in enumerate(species, start=1):
-            lookup[atomic_numbers[symbol]] = index
-        neighbour_species = lookup[np.minimum(system.numbers[nb.atoms], len(lookup) - 1)]
+        neighbour_species = nb.labels
         n_centers = len(centers)
         if gradients:
             slots = gradient_slots(nb, len(system))
