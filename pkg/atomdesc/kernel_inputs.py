@@ -28,6 +28,7 @@ class KernelNeighbours:
     vectors: np.ndarray  # (n_entries, 3) float64 (pass .T)
     distances: np.ndarray  # (n_entries,) float64
     species: np.ndarray  # (n_entries,) int32, 1-based index into the family's species
+    center_species: np.ndarray  # (n_centers,) int32, 1-based index into the family's species
     entry_slot: np.ndarray  # (n_entries,) int32, 1-based gradient slot
     center_slot: np.ndarray  # (n_centers,) int32, 1-based gradient slot
     slot_start: np.ndarray  # (n_centers + 1,) int32, 0-based offsets of each row's slots
@@ -85,6 +86,7 @@ class KernelNeighbours:
             vectors=vectors,
             distances=distances,
             species=neighbour_species,
+            center_species=atom_species[centers],
             entry_slot=entry_slot,
             center_slot=center_slot,
             slot_start=slot_start,
@@ -108,6 +110,9 @@ class KernelNeighbours:
             and self.species.shape == (n_entries,)
             and self.species.min() >= 1
             and self.species.max() <= n_species
+            and self.center_species.shape == (n_centers,)
+            and self.center_species.min() >= 1
+            and self.center_species.max() <= n_species
             and np.isfinite(self.vectors).all()
             and self.distances.min() > 0
         )
