@@ -23,20 +23,21 @@ contains
   !> See kernels.f90 (half_to_full) for the arguments.
   subroutine expand_half_list(pos, box, pairs, hs, row, atom_label, cut, start, atoms, vec, &
                               dist, shifts, label, nkept, dmin, amin, bmin, status)
-    real(dp), intent(in) :: pos(:, :), box(3, 3), cut
-    integer(i8), intent(in) :: pairs(:, :)
-    integer(c_int), intent(in) :: hs(:, :), row(:), atom_label(:)
-    integer(i8), intent(out) :: start(:), atoms(:), shifts(:, :)
-    real(dp), intent(out) :: vec(:, :), dist(:)
-    integer(c_int), intent(out) :: label(:)
+    real(dp), contiguous, intent(in) :: pos(:, :)
+    real(dp), intent(in) :: box(3, 3), cut
+    integer(i8), contiguous, intent(in) :: pairs(:, :)
+    integer(c_int), contiguous, intent(in) :: hs(:, :), row(:), atom_label(:)
+    integer(i8), contiguous, intent(out) :: start(:), atoms(:), shifts(:, :)
+    real(dp), contiguous, intent(out) :: vec(:, :), dist(:)
+    integer(c_int), contiguous, intent(out) :: label(:)
     integer(i8), intent(out) :: nkept, amin, bmin
     real(dp), intent(out) :: dmin
     integer(c_int), intent(out) :: status
 
-    integer(i8) :: n, nh, nc, ne, p, i, j, e, k, r, a, b
+    integer(i8) :: n, nh, nc, ne, p, i, j, e, k, r, a, b, o, fwd
     integer(i8), allocatable :: by_atom(:), fill(:), order(:)
     real(dp), allocatable :: hv(:, :), hd(:)
-    real(dp) :: v(3), d, s(3)
+    real(dp) :: v(3), d, s1, s2, s3, sgn
 
     n = size(pos, 2, kind=i8)
     nh = size(pairs, 2, kind=i8)
@@ -58,6 +59,10 @@ contains
 
     ! Pass 1: vectors, the cut, the closest pair, the size of every row and
     ! of every neighbour-atom bucket (the first digit of the sort).
+    if (any(row < 0 .or. row > nc)) then
+      status = 1
+      return
+    end if
     allocate (hv(3, nh), hd(nh), by_atom(0:n))
     by_atom = 0
     do p = 1, nh
@@ -67,13 +72,12 @@ contains
         status = 1
         return
       end if
-      if (row(i) < 0 .or. row(i) > nc .or. row(j) < 0 .or. row(j) > nc) then
-        status = 1
-        return
-      end if
-      s = (real(hs(1, p), dp) * box(:, 1) + real(hs(2, p), dp) * box(:, 2)) &
-          + real(hs(3, p), dp) * box(:, 3)
-      v = (pos(:, j) - pos(:, i)) + s
+      s1 = real(hs(1, p), dp)
+      s2 = real(hs(2, p), dp)
+      s3 = real(hs(3, p), dp)
+      v(1) = (pos(1, j) - pos(1, i)) + ((s1 * box(1, 1) + s2 * box(1, 2)) + s3 * box(1, 3))
+      v(2) = (pos(2, j) - pos(2, i)) + ((s1 * box(2, 1) + s2 * box(2, 2)) + s3 * box(2, 3))
+      v(3) = (pos(3, j) - pos(3, i)) + ((s1 * box(3, 1) + s2 * box(3, 2)) + s3 * box(3, 3))
       d = sqrt(v(1) * v(1) + v(2) * v(2) + v(3) * v(3))
       hd(p) = d
       if (.not. (d < cut)) cycle          ! dropped (also NaN)
@@ -133,24 +137,22 @@ contains
     do k = 1, start(nc + 1)
       e = order(k)
       p = (e + 1) / 2
-      if (mod(e, 2_i8) == 1) then
-        i = pairs(1, p) + 1
-        j = pairs(2, p) + 1
-        r = row(i)
-        fill(r) = fill(r) + 1
-        vec(:, fill(r)) = hv(:, p)
-        shifts(:, fill(r)) = hs(:, p)
-      else
-        i = pairs(2, p) + 1
-        j = pairs(1, p) + 1
-        r = row(i)
-        fill(r) = fill(r) + 1
-        vec(:, fill(r)) = -hv(:, p)
-        shifts(:, fill(r)) = -hs(:, p)
-      end if
-      atoms(fill(r)) = j - 1
-      dist(fill(r)) = hd(p)
-      label(fill(r)) = atom_label(j)
+      fwd = iand(e, 1_i8)                 ! 1: i -> j as listed, 0: the reverse
+      i = pairs(2 - fwd, p) + 1
+      j = pairs(1 + fwd, p) + 1
+      sgn = real(2 * fwd - 1, dp)         ! x * (-1) is exactly -x
+      r = row(i)
+      o = fill(r) + 1
+      fill(r) = o
+      vec(1, o) = sgn * hv(1, p)
+      vec(2, o) = sgn * hv(2, p)
+      vec(3, o) = sgn * hv(3, p)
+      shifts(1, o) = (2 * fwd - 1) * hs(1, p)
+      shifts(2, o) = (2 * fwd - 1) * hs(2, p)
+      shifts(3, o) = (2 * fwd - 1) * hs(3, p)
+      atoms(o) = j - 1
+      dist(o) = hd(p)
+      label(o) = atom_label(j)
     end do
 
     ! Images of the same neighbour (small cells) in shift order.
