@@ -193,6 +193,13 @@ def test_too_close_atoms_raise():
     assert len(nb.distances) == 1
 
 
+def test_centres_out_of_range_are_refused(triclinic):
+    system = System.from_atoms(triclinic)
+    for centers in ([-1], [0, 14], [[0, 1]]):
+        with pytest.raises(ValueError, match="centers must be"):
+            compute_neighbours(system, 4.5, np.array(centers))
+
+
 def _kernel_arrays(n_atoms=3, n_pairs=2, n_centers=3, n_out=4):
     positions = np.arange(3.0 * n_atoms).reshape(n_atoms, 3)
     return dict(

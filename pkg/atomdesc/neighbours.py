@@ -67,6 +67,8 @@ def compute_neighbours(
     _check_periodic_images(system, r_cut, min_distance)
     n_atoms = len(system)
     centers = np.asarray(centers, dtype=np.int64)
+    if centers.ndim != 1 or (len(centers) and (centers.min() < 0 or centers.max() >= n_atoms)):
+        raise ValueError(f"centers must be a 1-D list of atom indices below {n_atoms}")
     labels = (np.zeros(n_atoms, dtype=np.int32) if atom_labels is None
               else np.asarray(atom_labels, dtype=np.int32))
     row = np.zeros(n_atoms, dtype=np.int32)
