@@ -2,21 +2,20 @@
 
 Usage (from the repository root)::
 
-    git worktree add /tmp/atomdesc-old 446f110        # or: git archive REV | tar -x -C DIR
-    python tests/benchmarks/neighbour_stage.py --old /tmp/atomdesc-old
-    python tests/benchmarks/neighbour_stage.py --old /tmp/atomdesc-old --threads 2 --repeat 21
+    python tests/benchmarks/neighbour_stage.py --old 446f110
+    python tests/benchmarks/neighbour_stage.py --old 446f110 --threads 2 --repeat 21
 
 Instruction counts, for a machine too busy for wall-clock times: ``--marks N``
 runs every callable N times, each case in its own callgrind dump, and
 ``--read`` turns the dumps into the same table::
 
     valgrind --tool=callgrind --dump-before='os_getppid*' --callgrind-out-file=cg.si512 \
-        python tests/benchmarks/neighbour_stage.py --old /tmp/atomdesc-old --systems si512 --marks 3
+        python tests/benchmarks/neighbour_stage.py --old 446f110 --systems si512 --marks 3
     python tests/benchmarks/neighbour_stage.py --read cg.si512 --marks 3
 
-The installed atomdesc is the "new" side. The "old" side is the other
-checkout's ``neighbours.py``, ``kernel_inputs.py`` and ACSF and SOAP plugins,
-loaded into this process under other module names; both sides then call the
+The installed atomdesc is the "new" side. The "old" side is ``neighbours.py``,
+``kernel_inputs.py`` and the ACSF and SOAP plugins of a git revision (or of a
+checkout, given as a folder), loaded into this process under other module names; both sides then call the
 same compiled kernels (valid while the kernels' interfaces did not change in
 between). Stages, each with the old and the new code:
 
@@ -33,8 +32,8 @@ time of each is kept; the 1-minute load average is printed around each system.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,16 +53,23 @@ from atomdesc import kernel_inputs, neighbours  # noqa: E402
 from atomdesc.system import System, merge_molecules  # noqa: E402
 
 
-def load(path: Path, name: str, swaps: dict[str, ModuleType]) -> ModuleType:
-    """Execute a module from ``path`` as ``name``, with ``swaps`` standing in for its imports."""
+def source(old: str, path: str) -> str:
+    """The text of ``path`` (relative to the repository root) in ``old``: a folder or a git revision."""
+    if Path(old).is_dir():
+        return (Path(old) / path).read_text()
+    root = HERE.parents[1]
+    return subprocess.check_output(["git", "-C", str(root), "show", f"{old}:{path}"], text=True)
+
+
+def load(old: str, path: str, name: str, swaps: dict[str, ModuleType]) -> ModuleType:
+    """Execute ``path`` of ``old`` as module ``name``, with ``swaps`` standing in for its imports."""
     saved = {key: sys.modules.get(key) for key in swaps}
     sys.modules.update(swaps)
     try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
+        module = ModuleType(name)
+        module.__package__ = "atomdesc"
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        exec(compile(source(old, path), f"{old}:{path}", "exec"), module.__dict__)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -89,7 +95,7 @@ def fmt(seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--old", type=Path, help="checkout of the old revision")
+    parser.add_argument("--old", help="git revision (or checkout folder) of the old side")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--systems", nargs="+", default=list(systems.SYSTEMS),
@@ -106,12 +112,12 @@ def main() -> None:
     if args.old is None:
         parser.error("--old is required")
 
-    old_nb = load(args.old / "pkg/atomdesc/neighbours.py", "atomdesc._old_neighbours", {})
-    old_ki = load(args.old / "pkg/atomdesc/kernel_inputs.py", "atomdesc._old_kernel_inputs",
+    old_nb = load(args.old, "pkg/atomdesc/neighbours.py", "atomdesc._old_neighbours", {})
+    old_ki = load(args.old, "pkg/atomdesc/kernel_inputs.py", "atomdesc._old_kernel_inputs",
                   {"atomdesc.neighbours": old_nb})
-    old_acsf = load(args.old / "plugins/acsf.py", "atomdesc._old_acsf",
+    old_acsf = load(args.old, "plugins/acsf.py", "atomdesc._old_acsf",
                     {"atomdesc.kernel_inputs": old_ki})
-    old_soap = load(args.old / "plugins/soap.py", "atomdesc._old_soap",
+    old_soap = load(args.old, "plugins/soap.py", "atomdesc._old_soap",
                     {"atomdesc.kernel_inputs": old_ki})
 
     nt = args.threads
