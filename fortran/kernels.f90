@@ -16,6 +16,7 @@ module kernels
   use, intrinsic :: iso_c_binding, only: c_double, c_int
   use acsf_kernel, only: acsf_centres
   use soap_kernel, only: soap_centres, soap_invariants_of
+  use neighbour_lists, only: expand_half_list
   implicit none
 
 contains
@@ -123,5 +124,37 @@ contains
     call soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
                             want_grad, want_strain .and. nss == 3, feat, grad, strain)
   end subroutine soap_invariants
+
+  !> Full neighbour list of selected centres from a half list (see neighbours.f90).
+  !> pairs(:, p) = (i, j) 0-based and hs(:, p) = S of pair p (vesin's "P" and "S"),
+  !> box(:, k) the k-th cell vector; row(a) = 1-based row of atom a, 0 if it is
+  !> not a centre (each atom one row at most); atom_label(a) is copied to the
+  !> label of every entry whose neighbour is a. Pairs with |r| >= cut are dropped.
+  !> Output (caller-allocated, at least the number of entries long): start(nc + 1)
+  !> 0-based row offsets, atoms (0-based), vec(3, :), dist, shifts(3, :), label.
+  !> nkept = pairs kept; (amin, bmin) = the closest kept pair (0-based, amin <= bmin)
+  !> at dmin; status 0 = ok, 1 = an index out of range, 2 = outputs too short,
+  !> 3 = inconsistent sizes.
+  subroutine half_to_full(pos, box, pairs, hs, row, atom_label, cut, start, atoms, vec, dist, &
+                          shifts, label, nkept, dmin, amin, bmin, status, n, nh, nc1, ne)
+    !f2py threadsafe
+    !f2py integer intent(hide), depend(pos) :: n = shape(pos, 1)
+    !f2py integer intent(hide), depend(pairs) :: nh = shape(pairs, 1)
+    !f2py integer intent(hide), depend(start) :: nc1 = len(start)
+    !f2py integer intent(hide), depend(dist) :: ne = len(dist)
+    integer(c_int), intent(in) :: n, nh, nc1, ne
+    real(c_double), intent(in) :: pos(3, n), box(3, 3), cut
+    integer(8), intent(in) :: pairs(2, nh)
+    integer(c_int), intent(in) :: hs(3, nh), row(n), atom_label(n)
+    integer(8), intent(inout) :: start(nc1), atoms(ne), shifts(3, ne)
+    real(c_double), intent(inout) :: vec(3, ne), dist(ne)
+    integer(c_int), intent(inout) :: label(ne)
+    integer(8), intent(out) :: nkept, amin, bmin
+    real(c_double), intent(out) :: dmin
+    integer(c_int), intent(out) :: status
+
+    call expand_half_list(pos, box, pairs, hs, row, atom_label, cut, start, atoms, vec, dist, &
+                          shifts, label, nkept, dmin, amin, bmin, status)
+  end subroutine half_to_full
 
 end module kernels

@@ -125,7 +125,8 @@ class ACSF(Descriptor):
     # ------------------------------------------------------------- computation
 
     def compute_system(self, system, centers, *, gradients, strain_gradients, n_threads):
-        nb = KernelNeighbours.build(system, self.r_cut, centers, self.species, gradients)
+        nb = KernelNeighbours.build(system, self.r_cut, centers, self.species, gradients,
+                                    n_threads)
         kind, cpar, table = self._cutoff_args
         feat, grad, strain = zeroed_outputs(self.n_features, len(centers), nb.n_slots,
                                             len(centers) if strain_gradients else 0)

@@ -560,16 +560,11 @@ class _DensityExpansion(Descriptor):
     # ------------------------------------------------------------ computation
 
     def _kernel(self, kind, system, centers, gradients, strain_gradients, n_threads, n_features):
-        nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients)
-        lookup = {atomic_numbers[s]: i + 1 for i, s in enumerate(self.species)}
-        centre_species = np.array([lookup[z] for z in system.numbers[centers]], dtype=np.int32)
-        vectors, distances, species, entry_slot = nb.vectors, nb.distances, nb.species, nb.entry_slot
-        if len(distances) == 0:  # f2py cannot pass empty arrays; nbr_start keeps these unread
-            vectors, distances = np.zeros((1, 3)), np.ones(1)
-            species, entry_slot = np.ones(1, np.int32), np.ones(1, np.int32)
+        nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients,
+                                    n_threads)
         feat, grad, strain = kernels.fortran.soap(
-            kind, nb.start, vectors.T, distances, species, entry_slot,
-            nb.center_slot, nb.slot_start, centre_species, self._chan, self._sw,
+            kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
+            nb.center_slot, nb.slot_start, nb.center_species, self._chan, self._sw,
             self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
             gradients, strain_gradients, n_threads,

@@ -28,6 +28,7 @@ class KernelNeighbours:
     vectors: np.ndarray  # (n_entries, 3) float64 (pass .T)
     distances: np.ndarray  # (n_entries,) float64
     species: np.ndarray  # (n_entries,) int32, 1-based index into the family's species
+    center_species: np.ndarray  # (n_centers,) int32, 1-based index into the family's species
     entry_slot: np.ndarray  # (n_entries,) int32, 1-based gradient slot
     center_slot: np.ndarray  # (n_centers,) int32, 1-based gradient slot
     slot_start: np.ndarray  # (n_centers + 1,) int32, 0-based offsets of each row's slots
@@ -45,18 +46,21 @@ class KernelNeighbours:
         centers: np.ndarray,
         species: Sequence[str],
         gradients: bool,
+        n_threads: int = 1,
     ) -> KernelNeighbours:
-        nb = compute_neighbours(system, r_cut, centers)
+        lookup = np.zeros(max(atomic_numbers[s] for s in species) + 1, dtype=np.int32)
+        for index, symbol in enumerate(species, start=1):
+            lookup[atomic_numbers[symbol]] = index
+        atom_species = lookup[np.minimum(system.numbers, len(lookup) - 1)]
+        nb = compute_neighbours(system, r_cut, centers, n_threads=n_threads,
+                                atom_labels=atom_species)
         n_entries = len(nb.distances)
         if n_entries + len(centers) > _INT32_MAX:
             raise ValueError(
                 f"{n_entries} neighbour pairs are more than the kernels index; "
                 "split the centres into smaller batches"
             )
-        lookup = np.zeros(max(atomic_numbers[s] for s in species) + 1, dtype=np.int32)
-        for index, symbol in enumerate(species, start=1):
-            lookup[atomic_numbers[symbol]] = index
-        neighbour_species = lookup[np.minimum(system.numbers[nb.atoms], len(lookup) - 1)]
+        neighbour_species = nb.labels
         n_centers = len(centers)
         if gradients:
             slots = gradient_slots(nb, len(system))
@@ -82,6 +86,7 @@ class KernelNeighbours:
             vectors=vectors,
             distances=distances,
             species=neighbour_species,
+            center_species=atom_species[centers],
             entry_slot=entry_slot,
             center_slot=center_slot,
             slot_start=slot_start,
@@ -105,6 +110,9 @@ class KernelNeighbours:
             and self.species.shape == (n_entries,)
             and self.species.min() >= 1
             and self.species.max() <= n_species
+            and self.center_species.shape == (n_centers,)
+            and self.center_species.min() >= 1
+            and self.center_species.max() <= n_species
             and np.isfinite(self.vectors).all()
             and self.distances.min() > 0
         )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import vesin
 
+from . import kernels
 from .system import System, box_for_neighbour_list
 
 #: Atoms closer than this (in Å) are rejected as overlapping.
 DEFAULT_MIN_DISTANCE = 1e-2
+
+_INT32_MAX = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True)
@@ -20,8 +24,9 @@ class Neighbours:
     Entries ``start[c]:start[c + 1]`` belong to ``centers[c]``; each entry has
     the neighbour's atom index, the vector ``r_j + shift - r_i`` and its
     length. A periodic image is an entry of its own (possibly of the centre
-    itself in a small cell). The order within a centre is vesin's
-    single-threaded order: fixed for a given input.
+    itself in a small cell). Within a centre, entries are sorted by neighbour
+    index, then by cell shift: the order depends only on the structure, never
+    on the number of threads.
     """
 
     centers: np.ndarray  # (n_centers,) int64
@@ -30,6 +35,8 @@ class Neighbours:
     vectors: np.ndarray  # (n_entries, 3) float64
     distances: np.ndarray  # (n_entries,) float64
     shifts: np.ndarray  # (n_entries, 3) int64
+    #: ``atom_labels[atoms]`` when :func:`compute_neighbours` was given atom labels
+    labels: np.ndarray | None = None  # (n_entries,) int32
 
     @property
     def center_of_entry(self) -> np.ndarray:
@@ -43,59 +50,151 @@ def compute_neighbours(
     centers: np.ndarray,
     *,
     min_distance: float = DEFAULT_MIN_DISTANCE,
+    n_threads: int = 1,
+    atom_labels: np.ndarray | None = None,
 ) -> Neighbours:
     """All neighbours within ``r_cut`` of each centre (full list, images included).
 
+    vesin finds every pair once (a half list, with ``n_threads`` threads, 0 for
+    the kernels' default); the Fortran routine ``half_to_full`` writes both
+    directions of each pair into the rows of the centres, in a fixed order.
+
+    :param atom_labels: optional (n_atoms,) integers, copied to ``labels`` for
+        every entry (e.g. the species index of each neighbour).
     :raises ValueError: if two atoms (or an atom and its own periodic image)
         are closer than ``min_distance``.
     """
     _check_periodic_images(system, r_cut, min_distance)
+    n_atoms = len(system)
+    centers = np.asarray(centers, dtype=np.int64)
+    if centers.ndim != 1 or (len(centers) and (centers.min() < 0 or centers.max() >= n_atoms)):
+        raise ValueError(f"centers must be a 1-D list of atom indices below {n_atoms}")
+    labels = (np.zeros(n_atoms, dtype=np.int32) if atom_labels is None
+              else np.asarray(atom_labels, dtype=np.int32))
+    row = np.zeros(n_atoms, dtype=np.int32)
+    row[centers] = np.arange(1, len(centers) + 1, dtype=np.int32)
+    if (row[centers] != np.arange(1, len(centers) + 1)).any():  # a centre given twice
+        return _repeated_centers(system, r_cut, centers, min_distance, n_threads, atom_labels)
+
     if system.is_periodic:
-        # One vesin thread: its pair order is then fixed for a given input, so
-        # results never depend on threading (sorted=True groups pairs by centre).
-        calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=True, sorted=True,
-                                        n_threads=1)
-        i, j, shifts, d, vectors = calculator.compute(
-            system.positions, box_for_neighbour_list(system), system.pbc, quantities="ijSdD"
-        )
+        box = box_for_neighbour_list(system)
+        pairs, shifts = _half_list(r_cut, n_threads).compute(
+            system.positions, box, system.pbc, quantities="PS", copy=False)
+        cut = np.inf
     else:
-        i, j, shifts, d, vectors = _molecular_pairs(system, r_cut)
-    if len(d) and d.min() < min_distance:
-        k = int(np.argmin(d))
-        a, b, where = int(i[k]), int(j[k]), ""
-        if system.fragments is not None:  # name the molecule and its own atom indices
-            molecule = int(np.searchsorted(system.fragments, a, side="right")) - 1
-            a, b = a - system.fragments[molecule], b - system.fragments[molecule]
-            where = f"structure {molecule}: "
-        what = "its own periodic image" if a == b else f"atom {b}"
+        box = np.zeros((3, 3))
+        pairs, shifts = _molecular_half_list(system, r_cut, n_threads)
+        cut = float(r_cut)  # the exact test, on the original positions
+    n_pairs = len(pairs)
+    if 2 * n_pairs > _INT32_MAX:
         raise ValueError(
-            f"{where}atom {a} is {d[k]:.3g} Å from {what}, closer than min_distance="
-            f"{min_distance} Å (overlapping atoms)"
+            f"{2 * n_pairs} neighbour pairs are more than the kernels index; "
+            "split the centres into smaller batches"
         )
-    atom_start = np.searchsorted(i, np.arange(len(system) + 1))
-    if len(centers) == len(system) and (centers == np.arange(len(system))).all():
-        return Neighbours(centers, atom_start, j.astype(np.int64), vectors, d, shifts)
-    counts = atom_start[centers + 1] - atom_start[centers]
+    n_max = max(2 * n_pairs, 1)  # f2py refuses empty arrays sized by a hidden dimension
+    start = np.zeros(len(centers) + 1, dtype=np.int64)
+    atoms = np.empty(n_max, dtype=np.int64)
+    vectors = np.empty((n_max, 3))
+    distances = np.empty(n_max)
+    entry_shifts = np.empty((n_max, 3), dtype=np.int64)
+    entry_labels = np.empty(n_max, dtype=np.int32)
+    if n_pairs:
+        if pairs.dtype == np.uint64:
+            pairs = pairs.view(np.int64)  # indices < n_atoms: same bits
+        ok = (
+            pairs.dtype == np.int64 and pairs.shape == (n_pairs, 2)
+            and pairs.flags.c_contiguous
+            and shifts.dtype == np.int32 and shifts.shape == (n_pairs, 3)
+            and shifts.flags.c_contiguous
+            and system.positions.dtype == np.float64
+            and system.positions.shape == (n_atoms, 3)
+            and system.positions.flags.c_contiguous
+            and box.dtype == np.float64 and box.shape == (3, 3) and box.flags.c_contiguous
+            and labels.shape == (n_atoms,)
+        )
+        if not ok:  # a change in vesin or a bug here: never hand Fortran such arrays
+            raise RuntimeError("internal error: unexpected neighbour list arrays from vesin")
+        n_kept, d_min, a, b, status = kernels.fortran.half_to_full(
+            system.positions.T, box.T, pairs.T, shifts.T, row, labels, cut,
+            start, atoms, vectors.T, distances, entry_shifts.T, entry_labels,
+        )
+        if status != 0:
+            raise RuntimeError(f"internal error: half_to_full failed (status {status})")
+        if n_kept and d_min < min_distance:
+            _raise_too_close(system, int(a), int(b), d_min, min_distance)
+    n_entries = int(start[-1])
+    arrays = [atoms, vectors, distances, entry_shifts, entry_labels]
+    if n_entries < n_max // 2:  # few centres: do not keep the unused tail alive
+        arrays = [array[:n_entries].copy() for array in arrays]
+    else:
+        arrays = [array[:n_entries] for array in arrays]
+    atoms, vectors, distances, entry_shifts, entry_labels = arrays
+    return Neighbours(centers, start, atoms, vectors, distances, entry_shifts,
+                      None if atom_labels is None else entry_labels)
+
+
+def _repeated_centers(system, r_cut, centers, min_distance, n_threads, atom_labels):
+    """Neighbours when a centre is listed more than once: those of each distinct centre, copied."""
+    unique, inverse = np.unique(centers, return_inverse=True)
+    nb = compute_neighbours(system, r_cut, unique, min_distance=min_distance,
+                            n_threads=n_threads, atom_labels=atom_labels)
+    counts = np.diff(nb.start)[inverse]
     start = np.zeros(len(centers) + 1, dtype=np.int64)
     np.cumsum(counts, out=start[1:])
     # entry indices of the selected centres, in the order of `centers`
-    take = np.repeat(atom_start[centers] - start[:-1], counts) + np.arange(start[-1])
+    take = np.repeat(nb.start[inverse] - start[:-1], counts) + np.arange(start[-1])
     return Neighbours(
         centers=centers,
         start=start,
-        atoms=j[take].astype(np.int64),
-        vectors=np.ascontiguousarray(vectors[take]),
-        distances=d[take],
-        shifts=shifts[take],
+        atoms=nb.atoms[take],
+        vectors=nb.vectors[take],
+        distances=nb.distances[take],
+        shifts=nb.shifts[take],
+        labels=None if nb.labels is None else nb.labels[take],
     )
 
 
-def _molecular_pairs(system: System, r_cut: float):
-    """Pairs of a non-periodic system (or of several molecules at once), in (i, j) order.
+def _raise_too_close(system: System, a: int, b: int, d: float, min_distance: float) -> None:
+    where = ""
+    if system.fragments is not None:  # name the molecule and its own atom indices
+        molecule = int(np.searchsorted(system.fragments, a, side="right")) - 1
+        a, b = a - system.fragments[molecule], b - system.fragments[molecule]
+        where = f"structure {molecule}: "
+    what = "its own periodic image" if a == b else f"atom {b}"
+    raise ValueError(
+        f"{where}atom {a} is {d:.3g} Å from {what}, closer than min_distance="
+        f"{min_distance} Å (overlapping atoms)"
+    )
+
+
+_CALCULATORS = threading.local()
+
+
+def _half_list(cutoff: float, n_threads: int) -> vesin.NeighborList:
+    """vesin's half-list calculator for this cutoff, one per Python thread (they are reusable,
+    but not to be shared by threads: the arrays of ``copy=False`` live inside them)."""
+    if n_threads <= 0:
+        n_threads = int(kernels.fortran.max_threads())
+    cache = getattr(_CALCULATORS, "cache", None)
+    if cache is None:
+        cache = _CALCULATORS.cache = {}
+    key = (float(cutoff), int(n_threads))
+    calculator = cache.get(key)
+    if calculator is None:
+        if len(cache) >= 8:
+            cache.clear()
+        calculator = cache[key] = vesin.NeighborList(
+            cutoff=float(cutoff), full_list=False, sorted=False, n_threads=int(n_threads))
+    return calculator
+
+
+def _molecular_half_list(system: System, r_cut: float, n_threads: int):
+    """Pairs of a non-periodic system (or of several molecules at once), each once.
 
     Molecules given together are laid out side by side, far apart, for one
-    vesin call; vectors and distances are then recomputed from the original
-    positions, so a molecule gets bit-identical neighbours alone or in a batch.
+    vesin call; ``half_to_full`` then recomputes vectors and distances from the
+    original positions, so a molecule gets bit-identical neighbours alone or in
+    a batch.
     """
     positions = system.positions
     if system.fragments is not None and len(system.fragments) > 2:
@@ -107,20 +206,9 @@ def _molecular_pairs(system: System, r_cut: float):
         laid_out[:, 0] += spacing * fragment
     else:
         laid_out = positions
-    # a hair beyond r_cut, then the exact test below on the original positions
-    calculator = vesin.NeighborList(cutoff=float(r_cut) * (1 + 1e-9) + 1e-9, full_list=True,
-                                    sorted=False, n_threads=1)
-    i, j = calculator.compute(laid_out, np.zeros((3, 3)), False, quantities="ij")
-    i = i.astype(np.int64, copy=False)
-    j = j.astype(np.int64, copy=False)
-    order = np.argsort(i * len(positions) + j)
-    i, j = i[order], j[order]
-    vectors = positions[j] - positions[i]
-    d = np.sqrt((vectors * vectors).sum(axis=1))
-    keep = d < r_cut
-    if not keep.all():
-        i, j, vectors, d = i[keep], j[keep], vectors[keep], d[keep]
-    return i, j, np.zeros((len(i), 3), dtype=np.int64), d, vectors
+    # a hair beyond r_cut, then the exact test on the original positions
+    calculator = _half_list(float(r_cut) * (1 + 1e-9) + 1e-9, n_threads)
+    return calculator.compute(laid_out, np.zeros((3, 3)), False, quantities="PS", copy=False)
 
 
 #: Refuse neighbour lists that could exceed this many pairs (tens of GB).
