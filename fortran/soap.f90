@@ -477,30 +477,18 @@ contains
     end do
   end subroutine strain_features
 
-  !> scatter_grad and the strain sum (as in strain_accumulate) for the listed features only.
-  pure subroutine scatter_listed(nf, nl, fl, df, rv, want_grad, want_strain, g, dsum, st)
+  !> scatter_grad for the listed features only.
+  pure subroutine scatter_listed(nf, nl, fl, df, g, dsum)
     integer, intent(in) :: nf, nl, fl(nl)
-    real(dp), intent(in) :: df(nl, 3), rv(3)
-    logical, intent(in) :: want_grad, want_strain
-    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3), st(nf, 3, 3)
-    integer :: j, x, y
-    if (want_grad) then
-      do x = 1, 3
-        do j = 1, nl
-          g(fl(j), x) = g(fl(j), x) + df(j, x)
-          dsum(fl(j), x) = dsum(fl(j), x) + df(j, x)
-        end do
+    real(dp), intent(in) :: df(nl, 3)
+    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
+    integer :: j, x
+    do x = 1, 3
+      do j = 1, nl
+        g(fl(j), x) = g(fl(j), x) + df(j, x)
+        dsum(fl(j), x) = dsum(fl(j), x) + df(j, x)
       end do
-    end if
-    if (want_strain) then
-      do x = 1, 3
-        do y = 1, 3
-          do j = 1, nl
-            st(fl(j), y, x) = st(fl(j), y, x) + df(j, x) * rv(y)
-          end do
-        end do
-      end do
-    end if
+    end do
   end subroutine scatter_listed
 
   !> grad(:, x, slot) += df(:, x) and dsum += df (the centre's share, -dsum, is written once).
@@ -534,8 +522,7 @@ contains
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
     integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fl_start(:), fl(:)
-    integer :: a, j
-    real(dp), allocatable :: dummy(:, :, :)
+    integer :: a
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -568,7 +555,7 @@ contains
       end do
       ! features that depend on the coefficients of each channel
       ! (one counting pass and one filling pass: nf can be large with many species)
-      allocate (fl_start(nchan + 2), fl(2 * nf), dummy(1, 1, 1))
+      allocate (fl_start(nchan + 2), fl(2 * nf))
       fl_start = 0
       do f = 1, nf
         fl_start(fa1(f) + 2) = fl_start(fa1(f) + 2) + 1
@@ -764,8 +751,8 @@ contains
         if (nl == nf) then  ! every feature: contiguous loops
           call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
         else
-          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
-                              .true., .false., grad(:, :, nbr_slot(e)), dsum, dummy)
+          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, &
+                              grad(:, :, nbr_slot(e)), dsum)
         end if
       end do
       if (want_grad) then
