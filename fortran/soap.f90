@@ -9,6 +9,10 @@
 ! (1-based) and the gradient slot. Centres own disjoint slots, so results do
 ! not depend on the number of threads.
 !
+! feat, grad and strain arrive uninitialised (np.empty) and every element is
+! written: all features of each centre, each gradient slot zeroed by the centre
+! that owns it just before it adds to it, all strain components of each centre.
+!
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
 ! as a cubic Hermite spline of values and derivatives on [0, rmax]
@@ -881,7 +885,7 @@ contains
   !> Invariants of given coefficients c(nlm, nmax, nchan) (e.g. averaged over
   !> centres) with their derivatives: dc(:, :, :, x, s) = dc / dr_s,x of slot
   !> s, dcs(:, :, :, x, y) = dc / d eps_xy. Gives feat(nf), grad(nf, 3, ns),
-  !> strain(nf, y, x) = dF / d eps_xy.
+  !> strain(nf, y, x, 1) = dF / d eps_xy, each written whole when asked for.
   subroutine soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
                                 want_grad, want_strain, feat, grad, strain)
     integer, intent(in) :: kind
@@ -889,7 +893,7 @@ contains
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain
-    real(dp), intent(out) :: feat(:), grad(:, :, :), strain(:, :, :)
+    real(dp), intent(inout) :: feat(:), grad(:, :, :), strain(:, :, :, :)
     real(dp), allocatable :: dF(:, :), d3(:, :, :)
     integer :: s, a, y
     call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat)
@@ -910,7 +914,7 @@ contains
         do a = 1, size(c, 3)
           d3 = dcs(:, :, a, :, y)
           call invariant_derivs(kind, c, d3, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
-          strain(:, y, :) = strain(:, y, :) + dF
+          strain(:, y, :, 1) = strain(:, y, :, 1) + dF
         end do
       end do
     end if
