@@ -442,41 +442,62 @@ contains
     end do
   end subroutine power_feature_derivs
 
-  !> ds(:, y, x) += d(:, x) r(y), i.e. d/d eps_xy = sum_e (d/dr_e)_x (r_e)_y: for features
-  !> directly, or in the space of the per-neighbour derivatives d (one array per channel),
-  !> mapped to features once per centre.
-  pure subroutine strain_accumulate(nd, d, rv, ds)
-    integer, intent(in) :: nd
-    real(dp), intent(in) :: d(nd, 3), rv(3)
-    real(dp), intent(inout) :: ds(nd, 3, 3)
-    integer :: i, x, y
+  !> The strain derivative d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y of a rotation
+  !> invariant F is symmetric in x, y once summed over all neighbours (the antisymmetric
+  !> part is the derivative along an infinitesimal rotation), so only the six components
+  !> k = 1..6 = (x, y) in (1,1), (1,2), (1,3), (2,2), (2,3), (3,3) are summed and the
+  !> other three mirrored. (Each neighbour's term, and each channel's share below, is
+  !> not symmetric on its own.)
+  !>
+  !> ds(:, b, l, k) += d(:, b, l, x) r(y): the sum in the space of the per-neighbour
+  !> derivatives d (one array per channel of the neighbours), mapped to features once
+  !> per centre; blocks b of absent channels are skipped (never formed, never read).
+  pure subroutine strain_accumulate(nmax, lmax, nchan, present, d, rv, ds)
+    integer, intent(in) :: nmax, lmax, nchan
+    logical, intent(in) :: present(nchan)
+    real(dp), intent(in) :: d(nmax * nmax, nchan, 0:lmax, 3), rv(3)
+    real(dp), intent(inout) :: ds(nmax * nmax, nchan, 0:lmax, 6)
+    integer :: i, b, l, x, y, k
+    real(dp) :: r
+    k = 0
     do x = 1, 3
-      do y = 1, 3
-        do i = 1, nd
-          ds(i, y, x) = ds(i, y, x) + d(i, x) * rv(y)
+      do y = x, 3
+        k = k + 1
+        r = rv(y)
+        do l = 0, lmax
+          do b = 1, nchan
+            if (.not. present(b)) cycle
+            do i = 1, nmax * nmax
+              ds(i, b, l, k) = ds(i, b, l, k) + d(i, b, l, x) * r
+            end do
+          end do
         end do
       end do
     end do
   end subroutine strain_accumulate
 
-  !> st(f, y, x) = ffac(f) (ds(i1(f), y, x, a1) + ds(i2(f), y, x, a2)), the terms of
-  !> channels absent around the centre left out (their d was never formed).
+  !> st(f, y, x) = ffac(f) (ds(i1(f), k, a1) + ds(i2(f), k, a2)) for the six k = (x, y),
+  !> y >= x, of strain_accumulate, mirrored to st(f, x, y); features of a channel absent
+  !> around the centre are 0 (their d was never formed).
   pure subroutine strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, ds, st)
     integer, intent(in) :: nf, nd, nchan
     logical, intent(in) :: present(nchan)
     integer, intent(in) :: fa1(nf), fa2(nf), fi1(nf), fi2(nf)
-    real(dp), intent(in) :: ffac(nf), ds(nd, 3, 3, nchan)
+    real(dp), intent(in) :: ffac(nf), ds(nd, 6, nchan)
     real(dp), intent(out) :: st(nf, 3, 3)
-    integer :: f, x, y
+    integer :: f, x, y, k
     real(dp) :: v
+    k = 0
     do x = 1, 3
-      do y = 1, 3
+      do y = x, 3
+        k = k + 1
         do f = 1, nf
           v = 0.0_dp
           if (present(fa1(f)) .and. present(fa2(f))) &
-            v = ds(fi1(f), y, x, fa1(f)) + ds(fi2(f), y, x, fa2(f))
+            v = ds(fi1(f), k, fa1(f)) + ds(fi2(f), k, fa2(f))
           st(f, y, x) = ffac(f) * v
         end do
+        if (y /= x) st(:, x, y) = st(:, y, x)
       end do
     end do
   end subroutine strain_features
@@ -595,7 +616,7 @@ contains
           d = 0.0_dp  ! blocks of absent channels are never formed; keep them finite
         end if
         if (want_strain) then
-          allocate (dst(9 * nd * nchan))
+          allocate (dst(6 * nd * nchan))
         else
           allocate (dst(1))
         end if
@@ -740,14 +761,18 @@ contains
         end do
         dsum = 0.0_dp
       end if
-      if (want_strain) dst = 0.0_dp
+      if (want_strain) then  ! the blocks strain_features reads
+        do a = 1, nchan
+          if (present(a)) dst(6 * nd * (a - 1) + 1:6 * nd * a) = 0.0_dp
+        end do
+      end if
       do k = 1, nk
         e = ent(k)
         a = chan(nbr_species(e))
         call project_c(nmax, lmax, nlm, nchan, present, c, y(:, k), g(:, :, k), yc, gc)
         call pair_derivs(nmax, lmax, nchan, present, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
-        if (want_strain) call strain_accumulate(nd, d, vec(:, e), &
-                                                dst(9 * nd * (a - 1) + 1:9 * nd * a))
+        if (want_strain) call strain_accumulate(nmax, lmax, nchan, present, d, vec(:, e), &
+                                                dst(6 * nd * (a - 1) + 1:6 * nd * a))
         if (.not. want_grad) cycle
         nl = fl_start(a + 1) - fl_start(a)
         call power_feature_derivs(nf, nd, nchan, nl, a, fl(fl_start(a) + 1:fl_start(a + 1)), &
@@ -869,15 +894,23 @@ contains
             grad(:, :, slot) = grad(:, :, slot) - dF
           end if
           if (want_strain) then
-            ! d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic)
+            ! d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic):
+            ! y >= x only, mirrored below (symmetric for invariants, see strain_accumulate)
             do x = 1, 3
-              do yy = 1, 3
+              do yy = x, 3
                 strain(:, yy, x, ic) = strain(:, yy, x, ic) + dF(:, x) * rv(yy)
               end do
             end do
           end if
         end if
       end do
+      if (want_strain .and. kind /= KIND_EXPANSION) then
+        do x = 1, 3
+          do yy = x + 1, 3
+            strain(:, x, yy, ic) = strain(:, yy, x, ic)
+          end do
+        end do
+      end if
     end subroutine one_centre
 
   end subroutine soap_centres
