@@ -8,10 +8,13 @@
 !   * every routine is ``threadsafe``: f2py releases the GIL around the call;
 !   * sizes are hidden and taken from the arrays; the Python wrappers check
 !     every index array against those sizes before the call;
-!   * large outputs are intent(inout) arrays the caller allocates with
-!     np.zeros (see atomdesc.kernel_inputs.zeroed_outputs): calloc gives
-!     untouched zero pages, where an intent(out) array would be memset by
-!     f2py and then overwritten; the kernels only add to them.
+!   * outputs are intent(inout) arrays the caller allocates (see
+!     atomdesc.kernel_inputs.kernel_outputs), their sizes hidden and taken
+!     from them: an intent(out) array would be memset by f2py and then
+!     written again. ACSF takes them zeroed by np.zeros (calloc gives untouched
+!     zero pages) and only adds to them; SOAP takes them from np.empty and
+!     writes every element, zeroing each per-centre slot just before it adds
+!     to it.
 module kernels
   use, intrinsic :: iso_c_binding, only: c_double, c_int
   use acsf_kernel, only: acsf_centres
@@ -68,11 +71,14 @@ contains
 
   !> SOAP family: kind 0 = spherical expansion, 1 = power spectrum, 2 = bispectrum.
   !> feat(nf, nc); grad(nf, 3, nslots); strain(nf, 3, 3, nsc), strain(f, y, x, i) =
-  !> dF_f(i) / d eps_xy. See soap.f90 for the radial table and the feature map.
+  !> dF_f(i) / d eps_xy, every element written (their contents on entry are never
+  !> read). nf must be the number of columns of fmap (kind 1, 2) or of the
+  !> coefficients (kind 0); pass nslots = 0 / nsc = 0 to skip.
+  !> See soap.f90 for the radial table and the feature map.
   subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
                   centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, nchan, fmap, ffac, &
-                  ct_start, ct_m, ct_val, want_grad, want_strain, nthreads, nf, nslots, nsc, &
-                  feat, grad, strain, nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz)
+                  ct_start, ct_m, ct_val, want_grad, want_strain, nthreads, feat, grad, strain, &
+                  nf, nslots, nsc, nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz)
     !f2py threadsafe
     !f2py integer intent(hide), depend(centre_slot) :: nc = len(centre_slot)
     !f2py integer intent(hide), depend(dist) :: ne = len(dist)
@@ -83,6 +89,9 @@ contains
     !f2py integer intent(hide), depend(fmap) :: nfm = shape(fmap, 1)
     !f2py integer intent(hide), depend(ct_start) :: nt1 = len(ct_start)
     !f2py integer intent(hide), depend(ct_val) :: nnz = len(ct_val)
+    !f2py integer intent(hide), depend(feat) :: nf = shape(feat, 0)
+    !f2py integer intent(hide), depend(grad) :: nslots = shape(grad, 2)
+    !f2py integer intent(hide), depend(strain) :: nsc = shape(strain, 3)
     integer(c_int), intent(in) :: nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz, nf, nslots, nsc
     integer(c_int), intent(in) :: kind, lmax, nmax, nchan, nthreads
     integer(c_int), intent(in) :: nbr_start(nc + 1), nbr_species(ne), nbr_slot(ne)
@@ -91,7 +100,7 @@ contains
     real(c_double), intent(in) :: vec(3, ne), dist(ne), sw(nsp), self_c(nmax)
     real(c_double), intent(in) :: rtab(nfun, 2, ntab), rmax, ffac(nfm), ct_val(nnz)
     logical, intent(in) :: want_grad, want_strain
-    real(c_double), intent(out) :: feat(nf, nc), grad(nf, 3, nslots), strain(nf, 3, 3, nsc)
+    real(c_double), intent(inout) :: feat(nf, nc), grad(nf, 3, nslots), strain(nf, 3, 3, nsc)
 
     call soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                       slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, &
@@ -100,29 +109,36 @@ contains
   end subroutine soap
 
   !> Invariants (kind 1, 2) of given coefficients c(nlm, nmax, nchan) and their
-  !> derivatives from dc(nlm, nmax, nchan, 3, ns) and dcs(nlm, nmax, nchan, 3, 3).
+  !> derivatives from dc(nlm, nmax, nchan, 3, ns) and dcs(nlm, nmax, nchan, 3, 3):
+  !> feat(nf), grad(nf, 3, ns), strain(nf, 3, 3, 1), every element written; without
+  !> gradients or strain pass a grad or strain of size 0 (f2py refuses an empty dc
+  !> or dcs, so their sizes are separate). nf must be the number of columns of fmap.
   subroutine soap_invariants(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
-                             want_grad, want_strain, nf, feat, grad, strain, &
-                             nlm, nmax, nchan, ns, nss, nmap, nfm, nt1, nnz)
+                             want_grad, want_strain, feat, grad, strain, &
+                             nf, nlm, nmax, nchan, nsd, ns, nss, nst, nmap, nfm, nt1, nnz)
     !f2py threadsafe
     !f2py integer intent(hide), depend(c) :: nlm = shape(c, 0)
     !f2py integer intent(hide), depend(c) :: nmax = shape(c, 1)
     !f2py integer intent(hide), depend(c) :: nchan = shape(c, 2)
-    !f2py integer intent(hide), depend(dc) :: ns = shape(dc, 4)
+    !f2py integer intent(hide), depend(dc) :: nsd = shape(dc, 4)
+    !f2py integer intent(hide), depend(grad) :: ns = shape(grad, 2)
     !f2py integer intent(hide), depend(dcs) :: nss = shape(dcs, 4)
     !f2py integer intent(hide), depend(fmap) :: nmap = shape(fmap, 0)
     !f2py integer intent(hide), depend(fmap) :: nfm = shape(fmap, 1)
     !f2py integer intent(hide), depend(ct_start) :: nt1 = len(ct_start)
     !f2py integer intent(hide), depend(ct_val) :: nnz = len(ct_val)
-    integer(c_int), intent(in) :: kind, nf, nlm, nmax, nchan, ns, nss, nmap, nfm, nt1, nnz
-    real(c_double), intent(in) :: c(nlm, nmax, nchan), dc(nlm, nmax, nchan, 3, ns)
+    !f2py integer intent(hide), depend(feat) :: nf = len(feat)
+    !f2py integer intent(hide), depend(strain) :: nst = shape(strain, 3)
+    integer(c_int), intent(in) :: kind, nf, nlm, nmax, nchan, nsd, ns, nss, nst, nmap, nfm, nt1, nnz
+    real(c_double), intent(in) :: c(nlm, nmax, nchan), dc(nlm, nmax, nchan, 3, nsd)
     real(c_double), intent(in) :: dcs(nlm, nmax, nchan, 3, nss), ffac(nfm), ct_val(nnz)
     integer(c_int), intent(in) :: fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
     logical, intent(in) :: want_grad, want_strain
-    real(c_double), intent(out) :: feat(nf), grad(nf, 3, ns), strain(nf, 3, 3)
+    real(c_double), intent(inout) :: feat(nf), grad(nf, 3, ns), strain(nf, 3, 3, nst)
 
     call soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
-                            want_grad, want_strain .and. nss == 3, feat, grad, strain)
+                            want_grad .and. ns == nsd, want_strain .and. nss == 3 .and. nst == 1, &
+                            feat, grad, strain)
   end subroutine soap_invariants
 
   !> Full neighbour list of selected centres from a half list (see neighbours.f90).

@@ -9,6 +9,10 @@
 ! (1-based) and the gradient slot. Centres own disjoint slots, so results do
 ! not depend on the number of threads.
 !
+! feat, grad and strain arrive uninitialised (np.empty) and every element is
+! written: all features of each centre, each gradient slot zeroed by the centre
+! that owns it just before it adds to it, all strain components of each centre.
+!
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
 ! as a cubic Hermite spline of values and derivatives on [0, rmax]
@@ -498,69 +502,78 @@ contains
     end do
   end subroutine power_feature_derivs
 
-  !> ds(:, y, x) += d(:, x) r(y), i.e. d/d eps_xy = sum_e (d/dr_e)_x (r_e)_y: for features
-  !> directly, or in the space of the per-neighbour derivatives d (one array per channel),
-  !> mapped to features once per centre.
-  pure subroutine strain_accumulate(nd, d, rv, ds)
-    integer, intent(in) :: nd
-    real(dp), intent(in) :: d(nd, 3), rv(3)
-    real(dp), intent(inout) :: ds(nd, 3, 3)
-    integer :: i, x, y
+  !> The strain derivative d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y of a rotation
+  !> invariant F is symmetric in x, y once summed over all neighbours (the antisymmetric
+  !> part is the derivative along an infinitesimal rotation), so only the six components
+  !> k = 1..6 = (x, y) in (1,1), (1,2), (1,3), (2,2), (2,3), (3,3) are summed and the
+  !> other three mirrored. (Each neighbour's term, and each channel's share below, is
+  !> not symmetric on its own.)
+  !>
+  !> ds(:, b, l, k) += d(:, b, l, x) r(y): the sum in the space of the per-neighbour
+  !> derivatives d (one array per channel of the neighbours), mapped to features once
+  !> per centre; blocks b of absent channels are skipped (never formed, never read).
+  pure subroutine strain_accumulate(nmax, lmax, nchan, present, d, rv, ds)
+    integer, intent(in) :: nmax, lmax, nchan
+    logical, intent(in) :: present(nchan)
+    real(dp), intent(in) :: d(nmax * nmax, nchan, 0:lmax, 3), rv(3)
+    real(dp), intent(inout) :: ds(nmax * nmax, nchan, 0:lmax, 6)
+    integer :: i, b, l, x, y, k
+    real(dp) :: r
+    k = 0
     do x = 1, 3
-      do y = 1, 3
-        do i = 1, nd
-          ds(i, y, x) = ds(i, y, x) + d(i, x) * rv(y)
+      do y = x, 3
+        k = k + 1
+        r = rv(y)
+        do l = 0, lmax
+          do b = 1, nchan
+            if (.not. present(b)) cycle
+            do i = 1, nmax * nmax
+              ds(i, b, l, k) = ds(i, b, l, k) + d(i, b, l, x) * r
+            end do
+          end do
         end do
       end do
     end do
   end subroutine strain_accumulate
 
-  !> st(f, y, x) = ffac(f) (ds(i1(f), y, x, a1) + ds(i2(f), y, x, a2)), the terms of
-  !> channels absent around the centre left out (their d was never formed).
+  !> st(f, y, x) = ffac(f) (ds(i1(f), k, a1) + ds(i2(f), k, a2)) for the six k = (x, y),
+  !> y >= x, of strain_accumulate, mirrored to st(f, x, y); features of a channel absent
+  !> around the centre are 0 (their d was never formed).
   pure subroutine strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, ds, st)
     integer, intent(in) :: nf, nd, nchan
     logical, intent(in) :: present(nchan)
     integer, intent(in) :: fa1(nf), fa2(nf), fi1(nf), fi2(nf)
-    real(dp), intent(in) :: ffac(nf), ds(nd, 3, 3, nchan)
+    real(dp), intent(in) :: ffac(nf), ds(nd, 6, nchan)
     real(dp), intent(out) :: st(nf, 3, 3)
-    integer :: f, x, y
+    integer :: f, x, y, k
     real(dp) :: v
+    k = 0
     do x = 1, 3
-      do y = 1, 3
+      do y = x, 3
+        k = k + 1
         do f = 1, nf
           v = 0.0_dp
           if (present(fa1(f)) .and. present(fa2(f))) &
-            v = ds(fi1(f), y, x, fa1(f)) + ds(fi2(f), y, x, fa2(f))
+            v = ds(fi1(f), k, fa1(f)) + ds(fi2(f), k, fa2(f))
           st(f, y, x) = ffac(f) * v
         end do
+        if (y /= x) st(:, x, y) = st(:, y, x)
       end do
     end do
   end subroutine strain_features
 
-  !> scatter_grad and the strain sum (as in strain_accumulate) for the listed features only.
-  pure subroutine scatter_listed(nf, nl, fl, df, rv, want_grad, want_strain, g, dsum, st)
+  !> scatter_grad for the listed features only.
+  pure subroutine scatter_listed(nf, nl, fl, df, g, dsum)
     integer, intent(in) :: nf, nl, fl(nl)
-    real(dp), intent(in) :: df(nl, 3), rv(3)
-    logical, intent(in) :: want_grad, want_strain
-    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3), st(nf, 3, 3)
-    integer :: j, x, y
-    if (want_grad) then
-      do x = 1, 3
-        do j = 1, nl
-          g(fl(j), x) = g(fl(j), x) + df(j, x)
-          dsum(fl(j), x) = dsum(fl(j), x) + df(j, x)
-        end do
+    real(dp), intent(in) :: df(nl, 3)
+    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
+    integer :: j, x
+    do x = 1, 3
+      do j = 1, nl
+        g(fl(j), x) = g(fl(j), x) + df(j, x)
+        dsum(fl(j), x) = dsum(fl(j), x) + df(j, x)
       end do
-    end if
-    if (want_strain) then
-      do x = 1, 3
-        do y = 1, 3
-          do j = 1, nl
-            st(fl(j), y, x) = st(fl(j), y, x) + df(j, x) * rv(y)
-          end do
-        end do
-      end do
-    end if
+    end do
   end subroutine scatter_listed
 
   !> grad(:, x, slot) += df(:, x) and dsum += df (the centre's share, -dsum, is written once).
@@ -595,7 +608,6 @@ contains
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
     integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fl_start(:), fl(:)
     integer :: a
-    real(dp), allocatable :: dummy(:, :, :)
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -634,7 +646,7 @@ contains
       end do
       ! features that depend on the coefficients of each channel
       ! (one counting pass and one filling pass: nf can be large with many species)
-      allocate (fl_start(nchan + 2), fl(2 * nf), dummy(1, 1, 1))
+      allocate (fl_start(nchan + 2), fl(2 * nf))
       fl_start = 0
       do f = 1, nf
         fl_start(fa1(f) + 2) = fl_start(fa1(f) + 2) + 1
@@ -675,7 +687,7 @@ contains
           allocate (g(1, 1, 1), dyb(1, 1, 1))
         end if
         if (want_strain) then
-          allocate (dst(9 * nd * nchan))
+          allocate (dst(6 * nd * nchan))
         else
           allocate (dst(1))
         end if
@@ -823,14 +835,18 @@ contains
         end do
         dsum = 0.0_dp
       end if
-      if (want_strain) dst = 0.0_dp
+      if (want_strain) then  ! the blocks strain_features reads
+        do a = 1, nchan
+          if (present(a)) dst(6 * nd * (a - 1) + 1:6 * nd * a) = 0.0_dp
+        end do
+      end if
       do k = 1, nk
         e = ent(k)
         a = chan(nbr_species(e))
         call project_c(nmax, lmax, nlm, nchan, present, c, y(:, k), g(:, :, k), yc, gc)
         call pair_derivs(nmax, lmax, nchan, present, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
-        if (want_strain) call strain_accumulate(nd, d, vec(:, e), &
-                                                dst(9 * nd * (a - 1) + 1:9 * nd * a))
+        if (want_strain) call strain_accumulate(nmax, lmax, nchan, present, d, vec(:, e), &
+                                                dst(6 * nd * (a - 1) + 1:6 * nd * a))
         if (.not. want_grad) cycle
         nl = fl_start(a + 1) - fl_start(a)
         call power_feature_derivs(nf, nd, nchan, nl, a, fl(fl_start(a) + 1:fl_start(a + 1)), &
@@ -838,8 +854,8 @@ contains
         if (nl == nf) then  ! every feature: contiguous loops
           call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
         else
-          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, vec(:, e), &
-                              .true., .false., grad(:, :, nbr_slot(e)), dsum, dummy)
+          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, &
+                              grad(:, :, nbr_slot(e)), dsum)
         end if
       end do
       if (want_grad) then
@@ -958,15 +974,23 @@ contains
             grad(:, :, slot) = grad(:, :, slot) - dF
           end if
           if (want_strain) then
-            ! d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic)
+            ! d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic):
+            ! y >= x only, mirrored below (symmetric for invariants, see strain_accumulate)
             do x = 1, 3
-              do yy = 1, 3
+              do yy = x, 3
                 strain(:, yy, x, ic) = strain(:, yy, x, ic) + dF(:, x) * rv(yy)
               end do
             end do
           end if
         end if
       end do
+      if (want_strain .and. kind /= KIND_EXPANSION) then
+        do x = 1, 3
+          do yy = x + 1, 3
+            strain(:, x, yy, ic) = strain(:, yy, x, ic)
+          end do
+        end do
+      end if
     end subroutine one_centre
 
   end subroutine soap_centres
@@ -974,7 +998,7 @@ contains
   !> Invariants of given coefficients c(nlm, nmax, nchan) (e.g. averaged over
   !> centres) with their derivatives: dc(:, :, :, x, s) = dc / dr_s,x of slot
   !> s, dcs(:, :, :, x, y) = dc / d eps_xy. Gives feat(nf), grad(nf, 3, ns),
-  !> strain(nf, y, x) = dF / d eps_xy.
+  !> strain(nf, y, x, 1) = dF / d eps_xy, each written whole when asked for.
   subroutine soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
                                 want_grad, want_strain, feat, grad, strain)
     integer, intent(in) :: kind
@@ -982,7 +1006,7 @@ contains
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain
-    real(dp), intent(out) :: feat(:), grad(:, :, :), strain(:, :, :)
+    real(dp), intent(inout) :: feat(:), grad(:, :, :), strain(:, :, :, :)
     real(dp), allocatable :: dF(:, :), d3(:, :, :)
     integer :: s, a, y
     call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat)
@@ -1003,7 +1027,7 @@ contains
         do a = 1, size(c, 3)
           d3 = dcs(:, :, a, :, y)
           call invariant_derivs(kind, c, d3, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
-          strain(:, y, :) = strain(:, y, :) + dF
+          strain(:, y, :, 1) = strain(:, y, :, 1) + dF
         end do
       end do
     end if

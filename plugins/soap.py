@@ -20,7 +20,7 @@ from ase.data import atomic_numbers
 from atomdesc import kernels
 from atomdesc.cutoffs import CutoffFunction, parse_cutoff_spec
 from atomdesc.descriptor import Descriptor, normalise_species, positive_float
-from atomdesc.kernel_inputs import KernelNeighbours
+from atomdesc.kernel_inputs import KernelNeighbours, kernel_outputs
 from atomdesc.radial import RadialBasis, gaussian_radial_integral, lowdin, radial_table
 from atomdesc.registry import get_registry, hookimpl
 from atomdesc.result import DescriptorResult
@@ -562,13 +562,21 @@ class _DensityExpansion(Descriptor):
     def _kernel(self, kind, system, centers, gradients, strain_gradients, n_threads, n_features):
         nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients,
                                     n_threads)
-        feat, grad, strain = kernels.fortran.soap(
+        n_coeffs = (self.l_max + 1) ** 2 * self.n_max * self.n_channels
+        if n_features != (n_coeffs if kind == 0 else len(self._fmap)):
+            # the kernel takes the feature count from feat and reads fmap and ffac that far
+            raise RuntimeError("internal error: SOAP feature count and feature map disagree")
+        n_centers = len(centers)
+        # the kernel writes every element, so no zeroing here
+        feat, grad, strain = kernel_outputs(
+            [(n_features, n_centers), (n_features, 3, nb.n_slots),
+             (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=False)
+        kernels.fortran.soap(
             kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start, nb.center_species, self._chan, self._sw,
             self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
-            gradients, strain_gradients, n_threads,
-            n_features, nb.n_slots, len(centers) if strain_gradients else 0,
+            gradients, strain_gradients, n_threads, feat, grad, strain,
         )
         return DescriptorResult(
             features=feat.T,
@@ -603,22 +611,28 @@ class _DensityExpansion(Descriptor):
         if gradients:
             dc = mean.gradient_values.reshape(-1, 3, *shape)
         else:
-            dc = np.zeros((0, 3, *shape))
+            dc = np.zeros((1, 3, *shape))  # not read
         if strain_gradients:
             dcs = np.ascontiguousarray(mean.strain_gradients[0].reshape(3, 3, *shape).transpose(1, 0, 2, 3, 4))
         else:
             dcs = np.zeros((1, 3, *shape))
-        feat, grad, strain = kernels.fortran.soap_invariants(
+        n_features = len(self._fmap)  # the kernel reads fmap and ffac as far as feat goes
+        # written whole by the kernel: no zeroing here
+        feat, grad, strain = kernel_outputs(
+            [(n_features,), (n_features, 3, len(dc) if gradients else 0),
+             (n_features, 3, 3, 1 if strain_gradients else 0)],
+            zeroed=False)
+        kernels.fortran.soap_invariants(
             self.kind, c.T, dc.T, dcs.T, self._fmap.T, self._ffac, self._ct_start,
-            self._ct_m.T, self._ct_val, gradients, strain_gradients, self.n_features,
+            self._ct_m.T, self._ct_val, gradients, strain_gradients, feat, grad, strain,
         )
         return DescriptorResult(
-            features=feat[None, :].copy(),
+            features=feat[None, :],
             centers=mean.centers,
             n_atoms=mean.n_atoms,
             gradient_pairs=mean.gradient_pairs,
-            gradient_values=grad.T.copy() if gradients else None,
-            strain_gradients=strain.T[None].copy() if strain_gradients else None,
+            gradient_values=grad.T if gradients else None,
+            strain_gradients=strain.T if strain_gradients else None,
         )
 
 

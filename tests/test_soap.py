@@ -327,6 +327,54 @@ def test_isolated_atom():
     assert not res.gradient_values.any()
 
 
+# ------------------------------------------------------------------ kernel outputs
+
+
+def _filled_outputs(monkeypatch, value):
+    """Make the SOAP kernels' uninitialised output buffers start as ``value``; returns the calls."""
+    from atomdesc import kernel_inputs
+
+    calls = []
+
+    def filled(shapes, zeroed):
+        arrays = kernel_inputs.kernel_outputs(shapes, zeroed)
+        calls.append(zeroed)
+        for a in arrays:
+            a.fill(value)
+        return arrays
+
+    monkeypatch.setattr(soap_plugin, "kernel_outputs", filled)
+    return calls
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("average", ["off", "inner", "outer"])
+@pytest.mark.parametrize("system", ["molecule", "periodic", "lone_atoms"])
+def test_every_output_element_written(family, average, system, molecule_hco, periodic_hco,
+                                      monkeypatch):
+    """The kernels get np.empty buffers: every element must be written, none added to garbage."""
+    atoms = {"molecule": molecule_hco, "periodic": periodic_hco,
+             "lone_atoms": Atoms("OH", positions=[[0, 0, 0], [9, 0, 0]])}[system]
+    d = small(family, average=average, compression="mu2" if average == "inner" else "off")
+    options = [dict(), dict(gradients=True), dict(strain_gradients=True),
+               dict(gradients=True, strain_gradients=True)]
+    expected = [d.compute(atoms, **o) for o in options]
+    calls = _filled_outputs(monkeypatch, np.nan)
+    got = [d.compute(atoms, **o) for o in options]
+    # the averaged power spectrum and bispectrum call a second kernel on the mean
+    assert calls == [False] * (len(options) * (2 if average == "inner" and family != "spherical_expansion" else 1))
+    for want, res, o in zip(expected, got, options):
+        arrays = [(res.features, want.features)]
+        if o.get("gradients"):
+            arrays.append((res.gradient_values, want.gradient_values))
+        if o.get("strain_gradients"):
+            arrays.append((res.strain_gradients, want.strain_gradients))
+        for a, b in arrays:
+            assert a.size > 0
+            assert not np.isnan(a).any()
+            assert np.array_equal(a, b)
+
+
 # ------------------------------------------------------------------ other codes
 
 

@@ -121,28 +121,39 @@ class KernelNeighbours:
             ok = (
                 self.entry_slot.shape == (n_entries,)
                 and self.slot_start.shape == (n_centers + 1,)
+                and self.slot_start[0] == 0
                 and self.slot_start[-1] == n_slots
+                and (np.diff(self.slot_start) >= 0).all()
                 and self.entry_slot.min() >= 1
                 and self.entry_slot.max() <= n_slots
                 and self.center_slot.min() >= 1
                 and self.center_slot.max() <= n_slots
             )
+            if ok:
+                # every slot a centre writes is one of its own: centres run in
+                # parallel, and each zeroes its slots before adding to them
+                counts = np.diff(self.start)
+                used = self.entry_slot[: self.start[-1]]
+                ok = bool(
+                    (np.repeat(self.slot_start[:-1], counts) < used).all()
+                    and (used <= np.repeat(self.slot_start[1:], counts)).all()
+                    and (self.slot_start[:-1] < self.center_slot).all()
+                    and (self.center_slot <= self.slot_start[1:]).all()
+                )
         if not ok:  # a bug in atomdesc, never a user error: refuse to call Fortran
             raise RuntimeError("internal error: inconsistent neighbour data for the kernels")
 
 
-def zeroed_outputs(
-    n_features: int, n_centers: int, n_slots: int, n_strain: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Zeroed feature, gradient and strain arrays in the kernels' (Fortran) order.
+def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool) -> tuple[np.ndarray, ...]:
+    """Output arrays for a kernel, each shaped as the kernel declares it (fastest index first).
 
-    ``np.zeros`` takes fresh zero pages from the system for large arrays, so
-    the kernels only touch the memory they write: gradient rows of many
-    species are mostly zero, and would otherwise be cleared twice.
-    Returned as ``(n_features, n_centers)``, ``(n_features, 3, n_slots)`` and
-    ``(n_features, 3, 3, n_strain)`` views; ``.T`` of each is C-ordered.
+    Each is the ``.T`` view of a C-ordered array, so Fortran-contiguous for the
+    kernel and C-ordered again for the caller after ``.T``.
+
+    :param zeroed: ``True`` for kernels that only add to their outputs (ACSF):
+        ``np.zeros`` takes fresh zero pages from the system for large arrays,
+        so memory no centre writes is never touched. ``False`` for kernels
+        that write every element (SOAP): ``np.empty``, nothing is cleared twice.
     """
-    feat = np.zeros((n_centers, n_features)).T
-    grad = np.zeros((n_slots, 3, n_features)).T
-    strain = np.zeros((n_strain, 3, 3, n_features)).T
-    return feat, grad, strain
+    allocate = np.zeros if zeroed else np.empty
+    return tuple(allocate(tuple(reversed(shape))).T for shape in shapes)

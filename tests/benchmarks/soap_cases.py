@@ -51,6 +51,7 @@ from benchmark import (
     run_memory_probe,
     time_interleaved,
     time_thread_counts,
+    wait_for_quiet,
 )
 from systems import SYSTEMS, BenchSystem
 
@@ -252,7 +253,10 @@ def run(args: argparse.Namespace, report: Report) -> None:
         else:
             report.add(f"- {peer} not available: {why}")
 
-    results = [measure_system(SYSTEMS[k](), peers, args) for k in args.systems]
+    results = []
+    for key in args.systems:
+        wait_for_quiet(args.max_load, args.max_wait)
+        results.append(measure_system(SYSTEMS[key](), peers, args))
 
     report.heading(2, "One thread")
     rows = []
@@ -328,6 +332,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
         worst_t = (np.inf, "")
         for key in args.systems:
             s = SYSTEMS[key]()
+            wait_for_quiet(args.max_load, args.max_wait)
             tt = measure_threads(s, threads, args)
             load = max(v.load for v in tt.values())
             for what in ("features", "gradients"):
