@@ -238,7 +238,7 @@ class StoreWriter:
         group_meta = group_metadata({
             **attrs, "format": FORMAT, "format_version": FORMAT_VERSION,
             "structure_columns": list(STRUCTURE_COLUMNS), "progress": progress.to_json()})
-        write_json(path / META, group_meta)
+        write_json(path / META, group_meta, compact=True)
         arrays = {}
         for name, kind, tail, dtype in specs:
             row_bytes = int(np.prod(tail, dtype=np.int64)) * np.dtype(dtype).itemsize
@@ -340,7 +340,7 @@ class StoreWriter:
 
     def _save_progress(self) -> None:
         self.group_meta["attributes"]["progress"] = self.progress.to_json()
-        write_json(self.path / META, self.group_meta)
+        write_json(self.path / META, self.group_meta, compact=True)
 
 
 def _valid_lengths(p: Progress) -> dict[str, int]:
