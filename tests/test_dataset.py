@@ -364,7 +364,7 @@ def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, tail, dtyp
     rng = np.random.default_rng(1)
     data = (rng.normal(scale=1e3, size=(45, *tail)) * (rng.random((45, *tail)) < 0.2)).astype(dtype)
     data[8:16] = 0  # a chunk of zeros is written too (zarr: write_empty_chunks)
-    if compressor == "blosc-shuffle":  # what stores of atomdesc 0.1.0 (main 446f110) use
+    if compressor == "blosc-shuffle":  # what stores of atomdesc 0.1.0 (git 446f110) use
         codecs = [{"name": "bytes", "configuration": {"endian": "little"}}, BLOSC_SHUFFLE]
     else:
         codecs = rowarrays.codec_metadata(compressor, dtype)
@@ -394,12 +394,12 @@ def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, tail, dtyp
 
 
 def test_store_written_by_previous_version_opens(d):
-    """A store written by atomdesc 0.1.0 (main at 446f110, through zarr, Blosc with shuffle).
+    """A store written by atomdesc 0.1.0 (git 446f110, through zarr, Blosc with shuffle).
 
     Made with ``featurize_dataset(frames[:5], d, path, gradients=True,
     chunk_size=2)`` on the first five bundled example structures.
     """
-    store = atomdesc.open_features(Path(__file__).parent / "data" / "store_main_v1.zarr")
+    store = atomdesc.open_features(Path(__file__).parent / "data" / "store_written_by_0.1.0.zarr")
     frames = ase.io.read(examples.STRUCTURES, ":5")
     expected = d.compute(frames, gradients=True)
     assert len(store) == 5 and store.has_gradients and store.descriptor() == d
