@@ -198,7 +198,7 @@ class Descriptor(abc.ABC):
         strain_gradients: bool, n_threads: int,
     ) -> list[DescriptorResult]:
         """Several non-periodic structures in one call of :meth:`compute_system`."""
-        system = merge_molecules(molecules)
+        system = merge_molecules(molecules, known_non_periodic=True)  # see compute()
         self.check_species(system)
         atom_start = system.fragments
         if centers is None:  # every atom: nothing to check

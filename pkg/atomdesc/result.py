@@ -57,18 +57,20 @@ class DescriptorResult:
         :param centers: each molecule's centres (its own atom indices), in row order.
         :param atom_start: first atom of each molecule in the merged system (and the total).
         """
-        row_start = np.zeros(len(centers) + 1, dtype=np.int64)
-        np.cumsum([len(c) for c in centers], out=row_start[1:])
+        rows = np.zeros(len(centers) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in centers], out=rows[1:])
         if self.gradient_pairs is not None:
-            pair_start = np.searchsorted(self.gradient_pairs[:, 0], row_start)
+            pair_start = np.searchsorted(self.gradient_pairs[:, 0], rows)
+        # Python ints: indexing numpy scalars costs more, once per small molecule
+        row_start, first_atom = rows.tolist(), np.asarray(atom_start).tolist()
         parts = []
         for k, local in enumerate(centers):
             r0, r1 = row_start[k], row_start[k + 1]
             part = DescriptorResult(self.features[r0:r1], local,
-                                    int(atom_start[k + 1] - atom_start[k]), self.feature_labels)
+                                    first_atom[k + 1] - first_atom[k], self.feature_labels)
             if self.gradient_pairs is not None and self.gradient_values is not None:
                 p0, p1 = pair_start[k], pair_start[k + 1]
-                part.gradient_pairs = self.gradient_pairs[p0:p1] - [r0, atom_start[k]]
+                part.gradient_pairs = self.gradient_pairs[p0:p1] - [r0, first_atom[k]]
                 part.gradient_values = self.gradient_values[p0:p1]
             if self.strain_gradients is not None:
                 part.strain_gradients = self.strain_gradients[r0:r1]

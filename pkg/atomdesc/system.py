@@ -92,11 +92,13 @@ def is_periodic(structure: Any) -> bool:
     return bool(np.any(pbc))
 
 
-def merge_molecules(structures: list[Any]) -> System:
+def merge_molecules(structures: list[Any], known_non_periodic: bool = False) -> System:
     """Several non-periodic structures as one System with ``fragments`` set.
 
     Validation is vectorised over all structures; when anything is wrong,
     each structure is checked on its own so the error names the culprit.
+    ``known_non_periodic`` skips the periodicity test of a caller that has
+    just made it (a few microseconds a structure, over many small molecules).
     """
     try:
         positions = np.concatenate([s.positions for s in structures]).astype(np.float64)
@@ -107,7 +109,7 @@ def merge_molecules(structures: list[Any]) -> System:
             and (counts > 0).all() and np.isfinite(positions).all()
             and np.issubdtype(numbers.dtype, np.integer)
             and numbers.min() >= 1 and numbers.max() < len(chemical_symbols)
-            and not any(is_periodic(s) for s in structures)
+            and (known_non_periodic or not any(is_periodic(s) for s in structures))
         )
     except (AttributeError, ValueError, TypeError):
         valid = False
