@@ -9,7 +9,7 @@ import numpy as np
 from atomdesc import kernels
 from atomdesc.cutoffs import parse_cutoff_spec
 from atomdesc.descriptor import Descriptor, normalise_species, positive_float
-from atomdesc.kernel_inputs import KernelNeighbours, kernel_outputs
+from atomdesc.kernel_inputs import KernelNeighbours
 from atomdesc.registry import get_registry, hookimpl
 from atomdesc.result import DescriptorResult
 
@@ -128,10 +128,8 @@ class ACSF(Descriptor):
         nb = KernelNeighbours.build(system, self.r_cut, centers, self.species, gradients,
                                     n_threads)
         kind, cpar, table = self._cutoff_args
-        n_features, n_centers = self.n_features, len(centers)
-        feat, grad, strain = kernel_outputs(
-            [(n_features, n_centers), (n_features, 3, nb.n_slots),
-             (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=True)
+        # the kernel only adds to its outputs
+        feat, grad, strain = nb.outputs(self.n_features, strain_gradients, zeroed=True)
         kernels.fortran.acsf(
             nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start,

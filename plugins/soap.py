@@ -566,11 +566,8 @@ class _DensityExpansion(Descriptor):
         if n_features != (n_coeffs if kind == 0 else len(self._fmap)):
             # the kernel takes the feature count from feat and reads fmap and ffac that far
             raise RuntimeError("internal error: SOAP feature count and feature map disagree")
-        n_centers = len(centers)
         # the kernel writes every element, so no zeroing here
-        feat, grad, strain = kernel_outputs(
-            [(n_features, n_centers), (n_features, 3, nb.n_slots),
-             (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=False)
+        feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=False)
         kernels.fortran.soap(
             kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start, nb.center_species, self._chan, self._sw,

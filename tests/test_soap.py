@@ -335,14 +335,17 @@ def _filled_outputs(monkeypatch, value):
     from atomdesc import kernel_inputs
 
     calls = []
+    allocate = kernel_inputs.kernel_outputs
 
     def filled(shapes, zeroed):
-        arrays = kernel_inputs.kernel_outputs(shapes, zeroed)
+        arrays = allocate(shapes, zeroed)
         calls.append(zeroed)
         for a in arrays:
             a.fill(value)
         return arrays
 
+    # per-centre kernels allocate through KernelNeighbours.outputs, the averaged one directly
+    monkeypatch.setattr(kernel_inputs, "kernel_outputs", filled)
     monkeypatch.setattr(soap_plugin, "kernel_outputs", filled)
     return calls
 

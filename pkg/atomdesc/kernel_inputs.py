@@ -38,6 +38,16 @@ class KernelNeighbours:
     def n_slots(self) -> int:
         return 0 if self.pairs is None else len(self.pairs)
 
+    def outputs(self, n_features: int, strain_gradients: bool, zeroed: bool
+                ) -> tuple[np.ndarray, ...]:
+        """Feature, gradient and strain arrays of a per-centre kernel for these neighbours:
+        ``(n_features, n_centers)``, ``(n_features, 3, n_slots)`` and
+        ``(n_features, 3, 3, n_centers or 0)`` (see :func:`kernel_outputs`)."""
+        n_centers = len(self.center_slot)
+        return kernel_outputs(
+            [(n_features, n_centers), (n_features, 3, self.n_slots),
+             (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=zeroed)
+
     @classmethod
     def build(
         cls,
