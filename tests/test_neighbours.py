@@ -10,7 +10,7 @@ from ase.neighborlist import neighbor_list
 
 from atomdesc import kernels
 from atomdesc import neighbours as nbmod
-from atomdesc.neighbours import compute_neighbours
+from atomdesc.neighbours import check_kernel_index, compute_neighbours
 from atomdesc.system import System, merge_molecules
 
 
@@ -269,3 +269,13 @@ def test_bad_arrays_from_vesin_never_reach_fortran(triclinic, monkeypatch):
         monkeypatch.setattr(nbmod, "_half_list", lambda cutoff, n, c=change: Wrong(c))
         with pytest.raises(RuntimeError, match="internal error"):
             compute_neighbours(system, 4.5, all_atoms(triclinic))
+
+
+def test_more_entries_than_the_kernels_index_are_refused():
+    limit = np.iinfo(np.int32).max
+    check_kernel_index(limit)
+    check_kernel_index(limit - 5, others=5)
+    with pytest.raises(ValueError, match="more than the kernels index"):
+        check_kernel_index(limit + 1)
+    with pytest.raises(ValueError, match=f"{limit - 5} neighbour pairs"):
+        check_kernel_index(limit - 5, others=6)

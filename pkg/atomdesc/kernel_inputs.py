@@ -13,11 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase.data import atomic_numbers
 
-from .neighbours import Neighbours, compute_neighbours, gradient_slots
+from .neighbours import Neighbours, check_kernel_index, compute_neighbours, gradient_slots
 from .system import System
-
-_INT32_MAX = np.iinfo(np.int32).max
-
 
 @dataclass(frozen=True)
 class KernelNeighbours:
@@ -65,11 +62,7 @@ class KernelNeighbours:
         nb = compute_neighbours(system, r_cut, centers, n_threads=n_threads,
                                 atom_labels=atom_species)
         n_entries = len(nb.distances)
-        if n_entries + len(centers) > _INT32_MAX:
-            raise ValueError(
-                f"{n_entries} neighbour pairs are more than the kernels index; "
-                "split the centres into smaller batches"
-            )
+        check_kernel_index(n_entries, len(centers))
         neighbour_species = nb.labels
         n_centers = len(centers)
         if gradients:

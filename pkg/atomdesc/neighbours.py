@@ -17,6 +17,19 @@ DEFAULT_MIN_DISTANCE = 1e-2
 _INT32_MAX = np.iinfo(np.int32).max
 
 
+def check_kernel_index(n_entries: int, others: int = 0) -> None:
+    """Refuse ``n_entries`` neighbour entries (plus ``others`` indexed with them) that the
+    kernels' 32-bit indices cannot address.
+
+    :raises ValueError: naming the count, and what to do about it.
+    """
+    if n_entries + others > _INT32_MAX:
+        raise ValueError(
+            f"{n_entries} neighbour pairs are more than the kernels index; "
+            "split the centres into smaller batches"
+        )
+
+
 @dataclass(frozen=True)
 class Neighbours:
     """The neighbours of selected centres within a cutoff.
@@ -86,11 +99,7 @@ def compute_neighbours(
         pairs, shifts = _molecular_half_list(system, r_cut, n_threads)
         cut = float(r_cut)  # the exact test, on the original positions
     n_pairs = len(pairs)
-    if 2 * n_pairs > _INT32_MAX:
-        raise ValueError(
-            f"{2 * n_pairs} neighbour pairs are more than the kernels index; "
-            "split the centres into smaller batches"
-        )
+    check_kernel_index(2 * n_pairs)
     n_max = max(2 * n_pairs, 1)  # f2py refuses empty arrays sized by a hidden dimension
     start = np.zeros(len(centers) + 1, dtype=np.int64)
     atoms = np.empty(n_max, dtype=np.int64)
