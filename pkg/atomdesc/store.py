@@ -35,7 +35,6 @@ shuffling) read the same way.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -137,10 +136,9 @@ class Progress:
 
 def is_store(path: str | Path) -> bool:
     """Whether ``path`` is a store written by atomdesc."""
-    meta = Path(path) / "zarr.json"
     try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError):
+        attrs = read_attributes(path)
+    except (OSError, ValueError, KeyError, TypeError):
         return False
     return attrs.get("format") == FORMAT
 
