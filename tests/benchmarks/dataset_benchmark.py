@@ -49,18 +49,12 @@ def load_baseline(rev: str):
     The rest of atomdesc (descriptors, kernels, reading) is the current one,
     so a side-by-side run measures only what changed in the pipeline.
     """
-    import types
+    from revisions import load
 
-    root = Path(__file__).resolve().parents[2]
-    for name in ("store", "pipeline"):
-        text = subprocess.check_output(["git", "-C", str(root), "show",
-                                        f"{rev}:pkg/atomdesc/{name}.py"], text=True)
-        text = text.replace("from .store import", "from ._baseline_store import")
-        module = types.ModuleType(f"atomdesc._baseline_{name}")
-        module.__package__ = "atomdesc"
-        sys.modules[module.__name__] = module
-        exec(compile(text, f"{rev}:pkg/atomdesc/{name}.py", "exec"), module.__dict__)
-    return sys.modules["atomdesc._baseline_pipeline"].featurize_dataset
+    store = load(rev, "pkg/atomdesc/store.py", "atomdesc._baseline_store", {})
+    pipeline = load(rev, "pkg/atomdesc/pipeline.py", "atomdesc._baseline_pipeline",
+                    {"atomdesc.store": store})
+    return pipeline.featurize_dataset
 
 
 #: (name, gradients, compressor) of the overhead runs.

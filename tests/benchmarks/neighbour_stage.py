@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
@@ -47,36 +45,11 @@ sys.path.insert(0, str(HERE))
 import acsf_cases  # noqa: E402
 import soap_cases  # noqa: E402
 import systems  # noqa: E402
+from revisions import load  # noqa: E402
 
 import atomdesc  # noqa: E402
 from atomdesc import kernel_inputs, neighbours  # noqa: E402
 from atomdesc.system import System, merge_molecules  # noqa: E402
-
-
-def source(old: str, path: str) -> str:
-    """The text of ``path`` (relative to the repository root) in ``old``: a folder or a git revision."""
-    if Path(old).is_dir():
-        return (Path(old) / path).read_text()
-    root = HERE.parents[1]
-    return subprocess.check_output(["git", "-C", str(root), "show", f"{old}:{path}"], text=True)
-
-
-def load(old: str, path: str, name: str, swaps: dict[str, ModuleType]) -> ModuleType:
-    """Execute ``path`` of ``old`` as module ``name``, with ``swaps`` standing in for its imports."""
-    saved = {key: sys.modules.get(key) for key in swaps}
-    sys.modules.update(swaps)
-    try:
-        module = ModuleType(name)
-        module.__package__ = "atomdesc"
-        sys.modules[name] = module
-        exec(compile(source(old, path), f"{old}:{path}", "exec"), module.__dict__)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = value
-    return module
 
 
 def best_of(cases: dict, repeat: int) -> dict[str, float]:
