@@ -124,7 +124,8 @@ def featurize_dataset(
     :param average: ``"mean"`` or ``"sum"`` to store one row per structure.
     :param center_species: describe only atoms of these species.
     :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores);
-        each computes one chunk at a time, with one kernel thread.
+        each computes one chunk at a time, with one kernel thread (the last
+        chunk, which the run waits for, with all of them).
     :param chunk_size: most structures per chunk (the unit of work; default 10 000).
     :param chunk_atoms: a chunk is closed when it holds this many atoms; the
         default is :data:`COMPUTE_ATOMS` (512), or fewer when that would make
@@ -241,7 +242,8 @@ def featurize_dataset(
         submitted = False
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
-            future = runner.submit(good, options) if good else None
+            last = next_position[0] == len(frames.files)
+            future = runner.submit(good, options, last) if good else None
             pending.append((future, io_thread.submit(write, chunk_frames, next_position, future)))
             submitted = True
             while len(pending) >= runner.max_in_flight:
@@ -409,7 +411,8 @@ class _LocalRunner(_Runner):
     time on all threads: the kernels' OpenMP threads then never spin waiting
     between chunks on cores the reading and writing need (with two threads
     per chunk on the bundled example, they burnt as much CPU as the kernels
-    themselves), and the results are the same whatever the threads.
+    themselves), and the results are the same whatever the threads. Only the
+    last chunk, computed after the reading has ended, gets every thread.
     """
 
     def __init__(self, d: Descriptor, n_threads: int | None) -> None:
@@ -420,8 +423,10 @@ class _LocalRunner(_Runner):
         #: A chunk computed per thread, one read, one written.
         self.max_in_flight = self.n_threads + 2
 
-    def submit(self, structures: list[Any], options: dict[str, Any]) -> Any:
-        return self.pool.submit(compute_chunk, self.d, structures, options, 1)
+    def submit(self, structures: list[Any], options: dict[str, Any], last: bool) -> Any:
+        # The last chunk is what the run waits for: all threads on it.
+        threads = self.n_threads if last else 1
+        return self.pool.submit(compute_chunk, self.d, structures, options, threads)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -436,7 +441,7 @@ class _DaskRunner(_Runner):
         threads = sum(client.nthreads().values()) or 1
         self.max_in_flight = max(2, 2 * threads)
 
-    def submit(self, structures: list[Any], options: dict[str, Any]) -> Any:
+    def submit(self, structures: list[Any], options: dict[str, Any], last: bool) -> Any:
         # Only what the computation reads travels to the workers.
         payload = [_bare_atoms(a) for a in structures]
         return self.client.submit(compute_chunk, self.hypers, payload, options, 1, pure=False)
