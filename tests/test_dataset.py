@@ -276,6 +276,24 @@ def test_many_formats_and_globs(tmp_path, d):
                                    atol=1e-12)
 
 
+@pytest.mark.parametrize("name, fmt", [("a.extxyz", "extxyz"), ("a.xyz", "extxyz"),
+                                       ("a.XYZ.gz", "extxyz"), ("a.cif", None),
+                                       ("POSCAR", None), ("a.xyz.cif", None)])
+def test_format_from_name_agrees_with_ase(tmp_path, name, fmt):
+    """Where the name settles the format, it is the format ASE finds reading the file."""
+    from ase.io.formats import filetype
+
+    from atomdesc.io import format_from_name
+
+    path = tmp_path / name
+    ase.io.write(path, bulk("Si", "diamond", 5.43), format=fmt or filetype(str(path), read=False))
+    assert format_from_name(str(path)) == fmt
+    if fmt is not None:
+        assert filetype(str(path)) == fmt
+        path.write_text("")
+        assert format_from_name(str(path)) is None  # ASE's error for an empty file
+
+
 def test_in_memory_structures_and_empty_input(tmp_path, d):
     structures = [molecule("CH4"), Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])]
     out = tmp_path / "mem.zarr"
@@ -460,3 +478,4 @@ def test_killed_process_resumes_to_the_same_store(tmp_path, dataset):
     assert not partial.progress.complete and 3 <= partial.progress.chunks < 8
     assert run(out).wait(timeout=300) == 0
     assert store_arrays(out) == store_arrays(reference)
+

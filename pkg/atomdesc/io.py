@@ -113,7 +113,9 @@ class FrameSource:
             first = start.index if file_number == start.file_number else 0
             index = first
             try:
-                for atoms in ase.io.iread(path, index=slice(first, None), format=self.format):
+                frames = ase.io.iread(path, index=slice(first, None),
+                                      format=self.format or format_from_name(path))
+                for atoms in frames:
                     yield Frame(atoms, file_number, index)
                     index += 1
             except Exception as exc:  # ASE raises anything from a bad file
@@ -138,6 +140,31 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
         else:
             raise FileNotFoundError(f"no such file: {p!r}")
     return files
+
+
+#: Extensions that settle the format: ASE reads them as extxyz, and that format
+#: has no signature of its own in the contents.
+_EXTXYZ_EXTENSIONS = ("xyz", "extxyz")
+
+
+def format_from_name(path: str) -> str | None:
+    """The ASE format of ``path`` when its name settles it, else None (ASE guesses).
+
+    Given no format, ASE matches the first 50 kB of a file against the
+    signatures of two dozen formats (several are ``*TEXT`` patterns searched
+    through all of it) before it looks at the extension: 14 ms for the bundled
+    68 kB example, a third of reading its 202 frames. An ``.xyz`` or ``.extxyz``
+    file (compressed or not) is read as extxyz by ASE unless such a signature
+    happens to occur in it; its name decides here. An empty file is left to
+    ASE, which reports it (extxyz would read it as no frames).
+    """
+    from ase.io.formats import get_compression
+
+    root, _ = get_compression(os.path.basename(path))
+    extension = os.path.splitext(root)[1].lstrip(".").lower()
+    if extension not in _EXTXYZ_EXTENSIONS or os.path.getsize(path) == 0:
+        return None
+    return "extxyz"
 
 
 def file_signature(path: str) -> dict[str, Any]:
