@@ -124,11 +124,14 @@ def _featurize_npz(args: argparse.Namespace, inputs: list[str], d: Any) -> int:
     """Everything in memory, one .npz file: for small sets (kept from the first CLI)."""
     import ase.io
 
+    from .io import format_from_name
+
     started = time.perf_counter()
     frames: list[Any] = []
     for path in inputs:
         try:
-            read = ase.io.read(path, index=args.index, format=args.format)
+            read = ase.io.read(path, index=args.index,
+                               format=args.format or format_from_name(path))
         except Exception as exc:
             raise SystemExit(f"atomdesc: cannot read {path}: {exc}") from None
         frames.extend(read if isinstance(read, list) else [read])
