@@ -10,6 +10,14 @@
 ! Vectors are r_j - r_i + S.box evaluated as vesin does,
 ! (r_j - r_i) + ((S1 b1 + S2 b2) + S3 b3), and the reverse entry gets the
 ! exact negation, so the numbers are bit for bit those of a full list.
+!
+! Threads: each pass splits its input (the pairs, then the entries sorted by
+! neighbour) into one contiguous chunk per thread. Every thread counts its
+! chunk's entries per bucket in a column of its own; the offsets are then taken
+! bucket by bucket and, within a bucket, thread by thread, so each thread
+! scatters its chunk to the same places a single thread would have: both sorts
+! stay stable and the output is identical for any number of threads. The
+! images of a neighbour are then sorted row by row, rows shared among threads.
 module neighbour_lists
   use, intrinsic :: iso_c_binding, only: c_double, c_int, c_int64_t
   implicit none
@@ -18,15 +26,20 @@ module neighbour_lists
 
   integer, parameter :: dp = c_double, i8 = c_int64_t
 
+  !> Fewest pairs worth another thread: below this, waking it costs more than it saves.
+  integer(i8), parameter :: MIN_PAIRS_PER_THREAD = 2048
+
 contains
 
   !> See kernels.f90 (half_to_full) for the arguments.
-  subroutine expand_half_list(pos, box, pairs, hs, row, atom_label, cut, start, atoms, vec, &
-                              dist, shifts, label, nkept, dmin, amin, bmin, status)
+  subroutine expand_half_list(pos, box, pairs, hs, row, atom_label, cut, nthreads, start, atoms, &
+                              vec, dist, shifts, label, nkept, dmin, amin, bmin, status)
+    !$ use omp_lib, only: omp_get_max_threads, omp_get_thread_num, omp_get_num_threads
     real(dp), contiguous, intent(in) :: pos(:, :)
     real(dp), intent(in) :: box(3, 3), cut
     integer(i8), contiguous, intent(in) :: pairs(:, :)
     integer(c_int), contiguous, intent(in) :: hs(:, :), row(:), atom_label(:)
+    integer(c_int), intent(in) :: nthreads
     integer(i8), contiguous, intent(out) :: start(:), atoms(:), shifts(:, :)
     real(dp), contiguous, intent(out) :: vec(:, :), dist(:)
     integer(c_int), contiguous, intent(out) :: label(:)
@@ -34,10 +47,13 @@ contains
     real(dp), intent(out) :: dmin
     integer(c_int), intent(out) :: status
 
-    integer(i8) :: n, nh, nc, ne, p, i, j, e, k, r, a, b, o, fwd
-    integer(i8), allocatable :: by_atom(:), fill(:), order(:)
-    real(dp), allocatable :: hv(:, :), hd(:)
-    real(dp) :: v(3), d, s1, s2, s3, sgn
+    integer(i8) :: n, nh, nc, ne, nt, m, t
+    ! per thread: entries by neighbour atom, entries by row (counts, then offsets)
+    integer(i8), allocatable :: by_atom(:, :), by_row(:, :), order(:)
+    ! per thread: pairs within the cut, and the closest of them (a, b, distance)
+    integer(i8), allocatable :: t_kept(:), t_ab(:, :)
+    real(dp), allocatable :: t_dmin(:), hv(:, :), hd(:)
+    logical, allocatable :: t_bad(:)   ! per thread: an atom index out of range
 
     n = size(pos, 2, kind=i8)
     nh = size(pairs, 2, kind=i8)
@@ -56,20 +72,113 @@ contains
       status = 3
       return
     end if
-
-    ! Pass 1: vectors, the cut, the closest pair, the size of every row and
-    ! of every neighbour-atom bucket (the first digit of the sort).
     if (any(row < 0 .or. row > nc)) then
       status = 1
       return
     end if
-    allocate (hv(3, nh), hd(nh), by_atom(0:n))
-    by_atom = 0
-    do p = 1, nh
+
+    nt = 1
+    !$ nt = nthreads
+    !$ if (nt <= 0) nt = omp_get_max_threads()
+    ! the per-thread counts (n + nc each) stay small next to the pairs
+    nt = max(1_i8, min(nt, nh / MIN_PAIRS_PER_THREAD, nh / max(n + nc, 1_i8)))
+    allocate (hv(3, nh), hd(nh), by_atom(n, nt), by_row(nc, nt))
+    allocate (t_kept(nt), t_ab(2, nt), t_dmin(nt), t_bad(nt))
+    t_kept = 0
+    t_bad = .false.
+    !$omp parallel num_threads(nt) default(shared)
+    call team_member()
+    !$omp end parallel
+    if (status /= 0) return
+
+    do t = 1, nt
+      if (t_kept(t) == 0) cycle
+      nkept = nkept + t_kept(t)
+      call keep_closest(t_dmin(t), t_ab(1, t), t_ab(2, t), dmin, amin, bmin)
+    end do
+
+  contains
+
+    !> One thread's share of every pass; the team may be smaller than nt.
+    !> The passes are module procedures with the arrays as arguments: reached
+    !> by host association, their bounds would be reloaded on every access.
+    subroutine team_member()
+      integer(i8) :: t, tn, lo, hi, r
+      t = 1
+      tn = 1
+      !$ t = omp_get_thread_num() + 1
+      !$ tn = omp_get_num_threads()
+
+      call chunk(nh, t, tn, lo, hi)
+      call measure_pairs(lo, hi, pos, box, pairs, hs, row, cut, hv, hd, by_atom(:, t), &
+                         t_kept(t), t_dmin(t), t_ab(:, t), t_bad(t))
+      !$omp barrier
+      !$omp single
+      by_atom(:, tn + 1:) = 0   ! columns of threads that never ran
+      call offsets(by_atom, m)
+      if (any(t_bad)) then
+        status = 1
+      else if (m > ne) then
+        status = 2
+      else
+        allocate (order(m))
+      end if
+      !$omp end single
+      if (status /= 0) return
+      call sort_by_atom(lo, hi, pairs, row, cut, hd, by_atom(:, t), order)
+      !$omp barrier
+
+      call chunk(m, t, tn, lo, hi)
+      call count_rows(order(lo:hi), pairs, row, by_row(:, t))
+      !$omp barrier
+      !$omp single
+      by_row(:, tn + 1:) = 0
+      call offsets(by_row, m)
+      start(1:nc) = by_row(:, 1)
+      start(nc + 1) = m
+      !$omp end single
+      call sort_by_row(order(lo:hi), pairs, hs, row, atom_label, hv, hd, by_row(:, t), &
+                       atoms, vec, dist, shifts, label)
+      !$omp barrier
+
+      !$omp do schedule(dynamic, 32)
+      do r = 1, nc
+        call sort_images(start(r) + 1, start(r + 1), atoms, vec, dist, shifts)
+      end do
+      !$omp end do
+    end subroutine team_member
+
+  end subroutine expand_half_list
+
+  !> Vectors and distances of pairs lo..hi, the number kept (within the cut),
+  !> the closest of them (ab, at closest), and how many entries each neighbour
+  !> atom gets (count: the first digit of the sort); bad: an atom index out of
+  !> range (then the rest is not done).
+  subroutine measure_pairs(lo, hi, pos, box, pairs, hs, row, cut, hv, hd, count, kept, &
+                           closest, ab, bad)
+    integer(i8), intent(in) :: lo, hi
+    real(dp), contiguous, intent(in) :: pos(:, :)
+    real(dp), intent(in) :: box(3, 3), cut
+    integer(i8), contiguous, intent(in) :: pairs(:, :)
+    integer(c_int), contiguous, intent(in) :: hs(:, :), row(:)
+    real(dp), contiguous, intent(inout) :: hv(:, :), hd(:)
+    integer(i8), contiguous, intent(out) :: count(:)
+    integer(i8), intent(out) :: kept, ab(2)
+    real(dp), intent(out) :: closest
+    logical, intent(out) :: bad
+    integer(i8) :: p, i, j, n
+    real(dp) :: v(3), d, s1, s2, s3
+    n = size(pos, 2, kind=i8)
+    bad = .false.
+    count = 0
+    kept = 0
+    closest = huge(1.0_dp)
+    ab = -1
+    do p = lo, hi
       i = pairs(1, p) + 1
       j = pairs(2, p) + 1
       if (i < 1 .or. i > n .or. j < 1 .or. j > n) then
-        status = 1
+        bad = .true.
         return
       end if
       s1 = real(hs(1, p), dp)
@@ -82,68 +191,72 @@ contains
       hd(p) = d
       if (.not. (d < cut)) cycle          ! dropped (also NaN)
       hv(:, p) = v
-      nkept = nkept + 1
-      a = min(i, j) - 1
-      b = max(i, j) - 1
-      if (d < dmin .or. (d == dmin .and. (a < amin .or. (a == amin .and. b < bmin)))) then
-        dmin = d
-        amin = a
-        bmin = b
-      end if
-      if (row(i) > 0) then
-        start(row(i) + 1) = start(row(i) + 1) + 1
-        by_atom(j) = by_atom(j) + 1
-      end if
-      if (row(j) > 0) then
-        start(row(j) + 1) = start(row(j) + 1) + 1
-        by_atom(i) = by_atom(i) + 1
-      end if
+      kept = kept + 1
+      call keep_closest(d, min(i, j) - 1, max(i, j) - 1, closest, ab(1), ab(2))
+      if (row(i) > 0) count(j) = count(j) + 1
+      if (row(j) > 0) count(i) = count(i) + 1
     end do
-    do k = 1, nc
-      start(k + 1) = start(k + 1) + start(k)
-    end do
-    if (start(nc + 1) > ne) then
-      status = 2
-      return
-    end if
+  end subroutine measure_pairs
 
-    ! Counting sort by neighbour atom: entry 2p-1 is (i -> j), entry 2p is (j -> i).
-    by_atom(0) = 0
-    do k = 1, n
-      by_atom(k) = by_atom(k) + by_atom(k - 1)   ! by_atom(k): end of bucket k
-    end do
-    allocate (order(start(nc + 1)))
-    do k = n, 1, -1
-      by_atom(k) = by_atom(k - 1)                ! by_atom(k): start of bucket k
-    end do
-    do p = 1, nh
+  !> Entries of pairs lo..hi into `order` by neighbour atom, from the offsets
+  !> in `next`: entry 2p-1 is (i -> j), entry 2p is (j -> i).
+  subroutine sort_by_atom(lo, hi, pairs, row, cut, hd, next, order)
+    integer(i8), intent(in) :: lo, hi
+    integer(i8), contiguous, intent(in) :: pairs(:, :)
+    integer(c_int), contiguous, intent(in) :: row(:)
+    real(dp), intent(in) :: cut
+    real(dp), contiguous, intent(in) :: hd(:)
+    integer(i8), contiguous, intent(inout) :: next(:), order(:)
+    integer(i8) :: p, i, j
+    do p = lo, hi
       if (.not. (hd(p) < cut)) cycle
       i = pairs(1, p) + 1
       j = pairs(2, p) + 1
       if (row(i) > 0) then
-        by_atom(j) = by_atom(j) + 1
-        order(by_atom(j)) = 2 * p - 1
+        next(j) = next(j) + 1
+        order(next(j)) = 2 * p - 1
       end if
       if (row(j) > 0) then
-        by_atom(i) = by_atom(i) + 1
-        order(by_atom(i)) = 2 * p
+        next(i) = next(i) + 1
+        order(next(i)) = 2 * p
       end if
     end do
-    deallocate (by_atom)
+  end subroutine sort_by_atom
 
-    ! Stable counting sort by row, writing the entries in place.
-    allocate (fill(nc))
-    fill = start(1:nc)
-    do k = 1, start(nc + 1)
-      e = order(k)
+  !> Entries per row (the second digit of the sort).
+  subroutine count_rows(entries, pairs, row, count)
+    integer(i8), contiguous, intent(in) :: entries(:), pairs(:, :)
+    integer(c_int), contiguous, intent(in) :: row(:)
+    integer(i8), contiguous, intent(out) :: count(:)
+    integer(i8) :: k, e, r
+    count = 0
+    do k = 1, size(entries, kind=i8)
+      e = entries(k)
+      r = row(pairs(2 - iand(e, 1_i8), (e + 1) / 2) + 1)
+      count(r) = count(r) + 1
+    end do
+  end subroutine count_rows
+
+  !> Entries written to their rows from the offsets in `next` (a stable sort).
+  subroutine sort_by_row(entries, pairs, hs, row, atom_label, hv, hd, next, atoms, vec, dist, &
+                         shifts, label)
+    integer(i8), contiguous, intent(in) :: entries(:), pairs(:, :)
+    integer(c_int), contiguous, intent(in) :: hs(:, :), row(:), atom_label(:)
+    real(dp), contiguous, intent(in) :: hv(:, :), hd(:)
+    integer(i8), contiguous, intent(inout) :: next(:), atoms(:), shifts(:, :)
+    real(dp), contiguous, intent(inout) :: vec(:, :), dist(:)
+    integer(c_int), contiguous, intent(inout) :: label(:)
+    integer(i8) :: k, e, p, fwd, i, j, o
+    real(dp) :: sgn
+    do k = 1, size(entries, kind=i8)
+      e = entries(k)
       p = (e + 1) / 2
       fwd = iand(e, 1_i8)                 ! 1: i -> j as listed, 0: the reverse
       i = pairs(2 - fwd, p) + 1
       j = pairs(1 + fwd, p) + 1
       sgn = real(2 * fwd - 1, dp)         ! x * (-1) is exactly -x
-      r = row(i)
-      o = fill(r) + 1
-      fill(r) = o
+      o = next(row(i)) + 1
+      next(row(i)) = o
       vec(1, o) = sgn * hv(1, p)
       vec(2, o) = sgn * hv(2, p)
       vec(3, o) = sgn * hv(3, p)
@@ -154,38 +267,34 @@ contains
       dist(o) = hd(p)
       label(o) = atom_label(j)
     end do
+  end subroutine sort_by_row
 
-    ! Images of the same neighbour (small cells) in shift order.
-    do r = 1, nc
-      k = start(r) + 1
-      do while (k < start(r + 1))
-        if (atoms(k + 1) == atoms(k)) then
-          e = k + 1
-          do while (e < start(r + 1))
-            if (atoms(e + 1) /= atoms(k)) exit
-            e = e + 1
-          end do
-          call sort_images(k, e)
-          k = e + 1
-        else
-          k = k + 1
-        end if
+  !> Within the row of entries lo..hi, the images of one neighbour (small
+  !> cells) in shift order, by insertion sort.
+  subroutine sort_images(lo, hi, atoms, vec, dist, shifts)
+    integer(i8), intent(in) :: lo, hi
+    integer(i8), contiguous, intent(in) :: atoms(:)
+    real(dp), contiguous, intent(inout) :: vec(:, :), dist(:)
+    integer(i8), contiguous, intent(inout) :: shifts(:, :)
+    integer(i8) :: k, e, x, y, sx(3)
+    real(dp) :: vx(3), dx
+    k = lo
+    do while (k < hi)
+      if (atoms(k + 1) /= atoms(k)) then   ! one image: nothing to sort
+        k = k + 1
+        cycle
+      end if
+      e = k + 1
+      do while (e < hi)
+        if (atoms(e + 1) /= atoms(k)) exit
+        e = e + 1
       end do
-    end do
-
-  contains
-
-    !> Insertion sort of entries lo..hi (one centre, one neighbour) by shift.
-    subroutine sort_images(lo, hi)
-      integer(i8), intent(in) :: lo, hi
-      integer(i8) :: x, y, sx(3)
-      real(dp) :: vx(3)
-      do x = lo + 1, hi
+      do x = k + 1, e
         sx = shifts(:, x)
         vx = vec(:, x)
-        d = dist(x)
+        dx = dist(x)
         y = x - 1
-        do while (y >= lo)
+        do while (y >= k)
           if (.not. shift_less(sx, shifts(:, y))) exit
           shifts(:, y + 1) = shifts(:, y)
           vec(:, y + 1) = vec(:, y)
@@ -194,11 +303,49 @@ contains
         end do
         shifts(:, y + 1) = sx
         vec(:, y + 1) = vx
-        dist(y + 1) = d
+        dist(y + 1) = dx
       end do
-    end subroutine sort_images
+      k = e + 1
+    end do
+  end subroutine sort_images
 
-  end subroutine expand_half_list
+  !> Bounds lo..hi of chunk t of tn over 1..total.
+  pure subroutine chunk(total, t, tn, lo, hi)
+    integer(i8), intent(in) :: total, t, tn
+    integer(i8), intent(out) :: lo, hi
+    lo = (t - 1) * total / tn + 1
+    hi = t * total / tn
+  end subroutine chunk
+
+  !> Per-thread bucket counts cnt(bucket, thread) into exclusive offsets,
+  !> bucket by bucket, then thread by thread; total: the sum of the counts.
+  pure subroutine offsets(cnt, total)
+    integer(i8), intent(inout) :: cnt(:, :)
+    integer(i8), intent(out) :: total
+    integer(i8) :: k, t, c
+    total = 0
+    do k = 1, size(cnt, 1, kind=i8)
+      do t = 1, size(cnt, 2, kind=i8)
+        c = cnt(k, t)
+        cnt(k, t) = total
+        total = total + c
+      end do
+    end do
+  end subroutine offsets
+
+  !> (d, a, b) replaces (dmin, amin, bmin) if lexicographically smaller, so the
+  !> closest pair does not depend on the order pairs are seen in.
+  pure subroutine keep_closest(d, a, b, dmin, amin, bmin)
+    real(dp), intent(in) :: d
+    integer(i8), intent(in) :: a, b
+    real(dp), intent(inout) :: dmin
+    integer(i8), intent(inout) :: amin, bmin
+    if (d < dmin .or. (d == dmin .and. (a < amin .or. (a == amin .and. b < bmin)))) then
+      dmin = d
+      amin = a
+      bmin = b
+    end if
+  end subroutine keep_closest
 
   pure logical function shift_less(a, b)
     integer(i8), intent(in) :: a(3), b(3)

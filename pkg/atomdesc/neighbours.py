@@ -70,7 +70,8 @@ def compute_neighbours(
 
     vesin finds every pair once (a half list, with ``n_threads`` threads, 0 for
     the kernels' default); the Fortran routine ``half_to_full`` writes both
-    directions of each pair into the rows of the centres, in a fixed order.
+    directions of each pair into the rows of the centres, in a fixed order (with
+    the same threads; the lists do not depend on their number).
 
     :param atom_labels: optional (n_atoms,) integers, copied to ``labels`` for
         every entry (e.g. the species index of each neighbour).
@@ -125,7 +126,7 @@ def compute_neighbours(
             raise RuntimeError("internal error: unexpected neighbour list arrays from vesin")
         n_kept, d_min, a, b, status = kernels.fortran.half_to_full(
             system.positions.T, box.T, pairs.T, shifts.T, row, labels, cut,
-            start, atoms, vectors.T, distances, entry_shifts.T, entry_labels,
+            start, atoms, vectors.T, distances, entry_shifts.T, entry_labels, n_threads,
         )
         if status != 0:
             raise RuntimeError(f"internal error: half_to_full failed (status {status})")
