@@ -9,7 +9,7 @@ import numpy as np
 import vesin
 
 from . import kernels
-from .system import System, box_for_neighbour_list
+from .system import System, box_for_neighbour_list, face_normals
 
 #: Atoms closer than this (in Å) are rejected as overlapping.
 DEFAULT_MIN_DISTANCE = 1e-2
@@ -230,11 +230,11 @@ def _check_periodic_images(system: System, r_cut: float, min_distance: float) ->
     if not system.is_periodic:
         return
     box = box_for_neighbour_list(system)
-    volume = abs(np.dot(box[0], np.cross(box[1], box[2])))
+    normals = face_normals(box)
+    volume = abs(box[0] @ normals[0])
     images = 1.0
     for axis in np.flatnonzero(system.pbc):
-        others = [box[a] for a in range(3) if a != axis]
-        height = volume / np.sqrt((np.cross(*others) ** 2).sum())
+        height = volume / np.sqrt(normals[axis] @ normals[axis])
         if height < min_distance:
             raise ValueError(
                 f"the cell is {height:.3g} Å thin along periodic axis {axis}: every atom overlaps "
