@@ -113,7 +113,8 @@ contains
       call measure_pairs(lo, hi, pos, box, pairs, hs, row, cut, hv, hd, by_atom(:, t), &
                          t_kept(t), t_dmin(t), t_ab(:, t), t_bad(t))
       !$omp barrier
-      !$omp single
+      ! on the calling thread: memory from its malloc arena, reused call after call
+      !$omp master
       by_atom(:, tn + 1:) = 0   ! columns of threads that never ran
       call offsets(by_atom, m)
       if (any(t_bad)) then
@@ -123,7 +124,8 @@ contains
       else
         allocate (order(m))
       end if
-      !$omp end single
+      !$omp end master
+      !$omp barrier
       if (status /= 0) return
       call sort_by_atom(lo, hi, pairs, row, cut, hd, by_atom(:, t), order)
       !$omp barrier
