@@ -49,7 +49,10 @@ contains
 
     integer(i8) :: n, nh, nc, ne, nt, m, t
     ! per thread: entries by neighbour atom, entries by row (counts, then offsets)
-    integer(i8), allocatable :: by_atom(:, :), by_row(:, :), order(:)
+    integer(i8), allocatable :: by_atom(:, :), by_row(:, :)
+    ! the entries sorted by neighbour atom, and the row of each
+    integer(i8), allocatable :: order(:)
+    integer(c_int), allocatable :: order_row(:)
     ! per thread: pairs within the cut, and the closest of them (a, b, distance)
     integer(i8), allocatable :: t_kept(:), t_ab(:, :)
     real(dp), allocatable :: t_dmin(:), hv(:, :), hd(:)
@@ -122,16 +125,16 @@ contains
       else if (m > ne) then
         status = 2
       else
-        allocate (order(m))
+        allocate (order(m), order_row(m))
       end if
       !$omp end master
       !$omp barrier
       if (status /= 0) return
-      call sort_by_atom(lo, hi, pairs, row, cut, hd, by_atom(:, t), order)
+      call sort_by_atom(lo, hi, pairs, row, cut, hd, by_atom(:, t), order, order_row)
       !$omp barrier
 
       call chunk(m, t, tn, lo, hi)
-      call count_rows(order(lo:hi), pairs, row, by_row(:, t))
+      call count_rows(order_row(lo:hi), by_row(:, t))
       !$omp barrier
       !$omp single
       by_row(:, tn + 1:) = 0
@@ -139,8 +142,8 @@ contains
       start(1:nc) = by_row(:, 1)
       start(nc + 1) = m
       !$omp end single
-      call sort_by_row(order(lo:hi), pairs, hs, row, atom_label, hv, hd, by_row(:, t), &
-                       atoms, vec, dist, shifts, label)
+      call sort_by_row(order(lo:hi), order_row(lo:hi), pairs, hs, atom_label, hv, hd, &
+                       by_row(:, t), atoms, vec, dist, shifts, label)
       !$omp barrier
 
       !$omp do schedule(dynamic, 32)
@@ -201,14 +204,16 @@ contains
   end subroutine measure_pairs
 
   !> Entries of pairs lo..hi into `order` by neighbour atom, from the offsets
-  !> in `next`: entry 2p-1 is (i -> j), entry 2p is (j -> i).
-  subroutine sort_by_atom(lo, hi, pairs, row, cut, hd, next, order)
+  !> in `next`: entry 2p-1 is (i -> j), entry 2p is (j -> i); order_row: the
+  !> row of each.
+  subroutine sort_by_atom(lo, hi, pairs, row, cut, hd, next, order, order_row)
     integer(i8), intent(in) :: lo, hi
     integer(i8), contiguous, intent(in) :: pairs(:, :)
     integer(c_int), contiguous, intent(in) :: row(:)
     real(dp), intent(in) :: cut
     real(dp), contiguous, intent(in) :: hd(:)
     integer(i8), contiguous, intent(inout) :: next(:), order(:)
+    integer(c_int), contiguous, intent(inout) :: order_row(:)
     integer(i8) :: p, i, j
     do p = lo, hi
       if (.not. (hd(p) < cut)) cycle
@@ -217,48 +222,47 @@ contains
       if (row(i) > 0) then
         next(j) = next(j) + 1
         order(next(j)) = 2 * p - 1
+        order_row(next(j)) = row(i)
       end if
       if (row(j) > 0) then
         next(i) = next(i) + 1
         order(next(i)) = 2 * p
+        order_row(next(i)) = row(j)
       end if
     end do
   end subroutine sort_by_atom
 
   !> Entries per row (the second digit of the sort).
-  subroutine count_rows(entries, pairs, row, count)
-    integer(i8), contiguous, intent(in) :: entries(:), pairs(:, :)
-    integer(c_int), contiguous, intent(in) :: row(:)
+  subroutine count_rows(rows, count)
+    integer(c_int), contiguous, intent(in) :: rows(:)
     integer(i8), contiguous, intent(out) :: count(:)
-    integer(i8) :: k, e, r
+    integer(i8) :: k
     count = 0
-    do k = 1, size(entries, kind=i8)
-      e = entries(k)
-      r = row(pairs(2 - iand(e, 1_i8), (e + 1) / 2) + 1)
-      count(r) = count(r) + 1
+    do k = 1, size(rows, kind=i8)
+      count(rows(k)) = count(rows(k)) + 1
     end do
   end subroutine count_rows
 
-  !> Entries written to their rows from the offsets in `next` (a stable sort).
-  subroutine sort_by_row(entries, pairs, hs, row, atom_label, hv, hd, next, atoms, vec, dist, &
+  !> Entries (of rows `rows`) written to their rows from the offsets in `next`
+  !> (a stable sort).
+  subroutine sort_by_row(entries, rows, pairs, hs, atom_label, hv, hd, next, atoms, vec, dist, &
                          shifts, label)
     integer(i8), contiguous, intent(in) :: entries(:), pairs(:, :)
-    integer(c_int), contiguous, intent(in) :: hs(:, :), row(:), atom_label(:)
+    integer(c_int), contiguous, intent(in) :: rows(:), hs(:, :), atom_label(:)
     real(dp), contiguous, intent(in) :: hv(:, :), hd(:)
     integer(i8), contiguous, intent(inout) :: next(:), atoms(:), shifts(:, :)
     real(dp), contiguous, intent(inout) :: vec(:, :), dist(:)
     integer(c_int), contiguous, intent(inout) :: label(:)
-    integer(i8) :: k, e, p, fwd, i, j, o
+    integer(i8) :: k, e, p, fwd, j, o
     real(dp) :: sgn
     do k = 1, size(entries, kind=i8)
       e = entries(k)
       p = (e + 1) / 2
       fwd = iand(e, 1_i8)                 ! 1: i -> j as listed, 0: the reverse
-      i = pairs(2 - fwd, p) + 1
       j = pairs(1 + fwd, p) + 1
       sgn = real(2 * fwd - 1, dp)         ! x * (-1) is exactly -x
-      o = next(row(i)) + 1
-      next(row(i)) = o
+      o = next(rows(k)) + 1
+      next(rows(k)) = o
       vec(1, o) = sgn * hv(1, p)
       vec(2, o) = sgn * hv(2, p)
       vec(3, o) = sgn * hv(3, p)
