@@ -11,13 +11,16 @@
 ! (r_j - r_i) + ((S1 b1 + S2 b2) + S3 b3), and the reverse entry gets the
 ! exact negation, so the numbers are bit for bit those of a full list.
 !
-! Threads: each pass splits its input (the pairs, then the entries sorted by
-! neighbour) into one contiguous chunk per thread. Every thread counts its
-! chunk's entries per bucket in a column of its own; the offsets are then taken
-! bucket by bucket and, within a bucket, thread by thread, so each thread
-! scatters its chunk to the same places a single thread would have: both sorts
-! stay stable and the output is identical for any number of threads. The
-! images of a neighbour are then sorted row by row, rows shared among threads.
+! Threads meet once, so that a thread the system has descheduled holds the
+! others up once (OpenMP waits spin first: with another busy process on the
+! cores every meeting point can cost a time slice). Each thread first measures
+! a contiguous chunk of the pairs and counts the entries of every row in a
+! column of its own. From these counts each thread takes a contiguous range of
+! rows holding about its share of the entries, and sorts only them: it scans
+! all pairs (cheap next to the rest) for the entries of its rows, sorts them by
+! neighbour and then by row into its own part of the output, and sorts their
+! images. Each row is built by one thread exactly as by a single thread, so the
+! output is identical for any number of threads.
 module neighbour_lists
   use, intrinsic :: iso_c_binding, only: c_double, c_int, c_int64_t
   implicit none
@@ -47,10 +50,12 @@ contains
     real(dp), intent(out) :: dmin
     integer(c_int), intent(out) :: status
 
-    integer(i8) :: n, nh, nc, ne, nt, m, t
-    ! per thread: entries by neighbour atom, entries by row (counts, then offsets)
-    integer(i8), allocatable :: by_atom(:, :), by_row(:, :)
-    ! the entries sorted by neighbour atom, and the row of each
+    integer(i8) :: n, nh, nc, ne, nt, t
+    ! per thread: entries by row in its chunk of pairs (then spare), entries by neighbour atom
+    integer(i8), allocatable :: by_row(:, :), by_atom(:, :)
+    ! the next free entry of each row while it is filled
+    integer(i8), allocatable :: fill(:)
+    ! the entries of the rows sorted by neighbour atom, and the row of each
     integer(i8), allocatable :: order(:)
     integer(c_int), allocatable :: order_row(:)
     ! per thread: pairs within the cut, and the closest of them (a, b, distance)
@@ -85,7 +90,8 @@ contains
     !$ if (nt <= 0) nt = omp_get_max_threads()
     ! the per-thread counts (n + nc each) stay small next to the pairs
     nt = max(1_i8, min(nt, nh / MIN_PAIRS_PER_THREAD, nh / max(n + nc, 1_i8)))
-    allocate (hv(3, nh), hd(nh), by_atom(n, nt), by_row(nc, nt))
+    allocate (hv(3, nh), hd(nh), by_row(nc, nt), by_atom(n, nt), fill(nc))
+    allocate (order(2 * nh), order_row(2 * nh))   ! at most two entries per pair
     allocate (t_kept(nt), t_ab(2, nt), t_dmin(nt), t_bad(nt))
     t_kept = 0
     t_bad = .false.
@@ -102,63 +108,46 @@ contains
 
   contains
 
-    !> One thread's share of every pass; the team may be smaller than nt.
+    !> One thread's share of the work; the team may be smaller than nt.
     !> The passes are module procedures with the arrays as arguments: reached
     !> by host association, their bounds would be reloaded on every access.
     subroutine team_member()
-      integer(i8) :: t, tn, lo, hi, r
+      integer(i8) :: t, tn, lo, hi, m, r, rlo, rhi
       t = 1
       tn = 1
       !$ t = omp_get_thread_num() + 1
       !$ tn = omp_get_num_threads()
 
       call chunk(nh, t, tn, lo, hi)
-      call measure_pairs(lo, hi, pos, box, pairs, hs, row, cut, hv, hd, by_atom(:, t), &
+      call measure_pairs(lo, hi, pos, box, pairs, hs, row, cut, hv, hd, by_row(:, t), &
                          t_kept(t), t_dmin(t), t_ab(:, t), t_bad(t))
       !$omp barrier
-      ! on the calling thread: memory from its malloc arena, reused call after call
-      !$omp master
-      by_atom(:, tn + 1:) = 0   ! columns of threads that never ran
-      call offsets(by_atom, m)
-      if (any(t_bad)) then
-        status = 1
-      else if (m > ne) then
-        status = 2
-      else
-        allocate (order(m), order_row(m))
+      ! from here on the counts are only read; every thread takes the same decisions
+      m = sum(by_row(:, 1:tn))
+      if (any(t_bad(1:tn)) .or. m > ne) then
+        if (t == 1) status = merge(1, 2, any(t_bad(1:tn)))
+        return
       end if
-      !$omp end master
-      !$omp barrier
-      if (status /= 0) return
-      call sort_by_atom(lo, hi, pairs, row, cut, hd, by_atom(:, t), order, order_row)
-      !$omp barrier
-
-      call chunk(m, t, tn, lo, hi)
-      call count_rows(order_row(lo:hi), by_row(:, t))
-      !$omp barrier
-      !$omp single
-      by_row(:, tn + 1:) = 0
-      call offsets(by_row, m)
-      start(1:nc) = by_row(:, 1)
-      start(nc + 1) = m
-      !$omp end single
-      call sort_by_row(order(lo:hi), order_row(lo:hi), pairs, hs, atom_label, hv, hd, &
-                       by_row(:, t), atoms, vec, dist, shifts, label)
-      !$omp barrier
-
-      !$omp do schedule(dynamic, 32)
-      do r = 1, nc
-        call sort_images(start(r) + 1, start(r + 1), atoms, vec, dist, shifts)
+      call own_rows(by_row(:, 1:tn), t, start, rlo, rhi)
+      if (t == tn) start(nc + 1) = m
+      if (rlo > rhi) return
+      fill(rlo:rhi) = start(rlo:rhi)
+      call sort_by_atom(rlo, rhi, start(rlo), pairs, row, cut, hd, by_atom(:, t), order, &
+                        order_row)
+      lo = start(rlo) + 1
+      hi = start(rlo) + sum(by_row(rlo:rhi, 1:tn))
+      call sort_by_row(order(lo:hi), order_row(lo:hi), pairs, hs, atom_label, hv, hd, fill, &
+                       atoms, vec, dist, shifts, label)
+      do r = rlo, rhi
+        call sort_images(start(r) + 1, fill(r), atoms, vec, dist, shifts)
       end do
-      !$omp end do
     end subroutine team_member
 
   end subroutine expand_half_list
 
   !> Vectors and distances of pairs lo..hi, the number kept (within the cut),
-  !> the closest of them (ab, at closest), and how many entries each neighbour
-  !> atom gets (count: the first digit of the sort); bad: an atom index out of
-  !> range (then the rest is not done).
+  !> the closest of them (ab, at closest), and how many entries each row gets
+  !> (count); bad: an atom index out of range (then the rest is not done).
   subroutine measure_pairs(lo, hi, pos, box, pairs, hs, row, cut, hv, hd, count, kept, &
                            closest, ab, bad)
     integer(i8), intent(in) :: lo, hi
@@ -198,50 +187,54 @@ contains
       hv(:, p) = v
       kept = kept + 1
       call keep_closest(d, min(i, j) - 1, max(i, j) - 1, closest, ab(1), ab(2))
-      if (row(i) > 0) count(j) = count(j) + 1
-      if (row(j) > 0) count(i) = count(i) + 1
+      if (row(i) > 0) count(row(i)) = count(row(i)) + 1
+      if (row(j) > 0) count(row(j)) = count(row(j)) + 1
     end do
   end subroutine measure_pairs
 
-  !> Entries of pairs lo..hi into `order` by neighbour atom, from the offsets
-  !> in `next`: entry 2p-1 is (i -> j), entry 2p is (j -> i); order_row: the
-  !> row of each.
-  subroutine sort_by_atom(lo, hi, pairs, row, cut, hd, next, order, order_row)
-    integer(i8), intent(in) :: lo, hi
+  !> The entries of rows rlo..rhi into order(first + 1:) by neighbour atom
+  !> (count: per atom, scratch), each pair in turn: entry 2p-1 is (i -> j),
+  !> entry 2p is (j -> i); order_row: the row of each.
+  subroutine sort_by_atom(rlo, rhi, first, pairs, row, cut, hd, count, order, order_row)
+    integer(i8), intent(in) :: rlo, rhi, first
     integer(i8), contiguous, intent(in) :: pairs(:, :)
     integer(c_int), contiguous, intent(in) :: row(:)
     real(dp), intent(in) :: cut
     real(dp), contiguous, intent(in) :: hd(:)
-    integer(i8), contiguous, intent(inout) :: next(:), order(:)
+    integer(i8), contiguous, intent(out) :: count(:)
+    integer(i8), contiguous, intent(inout) :: order(:)
     integer(c_int), contiguous, intent(inout) :: order_row(:)
-    integer(i8) :: p, i, j
-    do p = lo, hi
+    integer(i8) :: p, i, j, a, c, o
+    count = 0
+    do p = 1, size(hd, kind=i8)
       if (.not. (hd(p) < cut)) cycle
       i = pairs(1, p) + 1
       j = pairs(2, p) + 1
-      if (row(i) > 0) then
-        next(j) = next(j) + 1
-        order(next(j)) = 2 * p - 1
-        order_row(next(j)) = row(i)
+      if (row(i) >= rlo .and. row(i) <= rhi) count(j) = count(j) + 1
+      if (row(j) >= rlo .and. row(j) <= rhi) count(i) = count(i) + 1
+    end do
+    o = first
+    do a = 1, size(count, kind=i8)
+      c = count(a)
+      count(a) = o
+      o = o + c
+    end do
+    do p = 1, size(hd, kind=i8)
+      if (.not. (hd(p) < cut)) cycle
+      i = pairs(1, p) + 1
+      j = pairs(2, p) + 1
+      if (row(i) >= rlo .and. row(i) <= rhi) then
+        count(j) = count(j) + 1
+        order(count(j)) = 2 * p - 1
+        order_row(count(j)) = row(i)
       end if
-      if (row(j) > 0) then
-        next(i) = next(i) + 1
-        order(next(i)) = 2 * p
-        order_row(next(i)) = row(j)
+      if (row(j) >= rlo .and. row(j) <= rhi) then
+        count(i) = count(i) + 1
+        order(count(i)) = 2 * p
+        order_row(count(i)) = row(j)
       end if
     end do
   end subroutine sort_by_atom
-
-  !> Entries per row (the second digit of the sort).
-  subroutine count_rows(rows, count)
-    integer(c_int), contiguous, intent(in) :: rows(:)
-    integer(i8), contiguous, intent(out) :: count(:)
-    integer(i8) :: k
-    count = 0
-    do k = 1, size(rows, kind=i8)
-      count(rows(k)) = count(rows(k)) + 1
-    end do
-  end subroutine count_rows
 
   !> Entries (of rows `rows`) written to their rows from the offsets in `next`
   !> (a stable sort).
@@ -323,21 +316,33 @@ contains
     hi = t * total / tn
   end subroutine chunk
 
-  !> Per-thread bucket counts cnt(bucket, thread) into exclusive offsets,
-  !> bucket by bucket, then thread by thread; total: the sum of the counts.
-  pure subroutine offsets(cnt, total)
-    integer(i8), intent(inout) :: cnt(:, :)
-    integer(i8), intent(out) :: total
-    integer(i8) :: k, t, c
-    total = 0
-    do k = 1, size(cnt, 1, kind=i8)
-      do t = 1, size(cnt, 2, kind=i8)
-        c = cnt(k, t)
-        cnt(k, t) = total
-        total = total + c
-      end do
+  !> Rows rlo..rhi of thread t of tn: those whose first entry falls in its
+  !> share of the entries (count: entries per row and thread), and their
+  !> offsets start(rlo:rhi). Empty rows at the end go to the last thread.
+  subroutine own_rows(count, t, start, rlo, rhi)
+    integer(i8), contiguous, intent(in) :: count(:, :)
+    integer(i8), intent(in) :: t
+    integer(i8), contiguous, intent(inout) :: start(:)
+    integer(i8), intent(out) :: rlo, rhi
+    integer(i8) :: r, m, tn, s, owner
+    tn = size(count, 2, kind=i8)
+    m = sum(count)
+    rlo = 1
+    rhi = 0
+    s = 0
+    do r = 1, size(count, 1, kind=i8)
+      owner = tn
+      if (s < m) owner = s * tn / m + 1
+      if (owner == t) then
+        if (rhi < rlo) rlo = r
+        rhi = r
+        start(r) = s
+      else if (owner > t) then
+        exit
+      end if
+      s = s + sum(count(r, :))
     end do
-  end subroutine offsets
+  end subroutine own_rows
 
   !> (d, a, b) replaces (dmin, amin, bmin) if lexicographically smaller, so the
   !> closest pair does not depend on the order pairs are seen in.
