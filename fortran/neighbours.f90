@@ -51,7 +51,7 @@ contains
     integer(c_int), intent(out) :: status
 
     integer(i8) :: n, nh, nc, ne, nt, t
-    ! per thread: entries by row in its chunk of pairs (then spare), entries by neighbour atom
+    ! per thread: entries of each row in its chunk of pairs; scratch counts by neighbour atom
     integer(i8), allocatable :: by_row(:, :), by_atom(:, :)
     ! the next free entry of each row while it is filled
     integer(i8), allocatable :: fill(:)
