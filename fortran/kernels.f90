@@ -150,15 +150,17 @@ contains
   !> 0-based row offsets, atoms (0-based), vec(3, :), dist, shifts(3, :), label.
   !> nkept = pairs kept; (amin, bmin) = the closest kept pair (0-based, amin <= bmin)
   !> at dmin; status 0 = ok, 1 = an index out of range, 2 = outputs too short,
-  !> 3 = inconsistent sizes.
+  !> 3 = inconsistent sizes. nthreads: OpenMP threads (<= 0: the default; 1 when
+  !> omitted), fewer for short lists; the output does not depend on it.
   subroutine half_to_full(pos, box, pairs, hs, row, atom_label, cut, start, atoms, vec, dist, &
-                          shifts, label, nkept, dmin, amin, bmin, status, n, nh, nc1, ne)
+                          shifts, label, nthreads, nkept, dmin, amin, bmin, status, n, nh, nc1, ne)
     !f2py threadsafe
+    !f2py integer optional, intent(in) :: nthreads = 1
     !f2py integer intent(hide), depend(pos) :: n = shape(pos, 1)
     !f2py integer intent(hide), depend(pairs) :: nh = shape(pairs, 1)
     !f2py integer intent(hide), depend(start) :: nc1 = len(start)
     !f2py integer intent(hide), depend(dist) :: ne = len(dist)
-    integer(c_int), intent(in) :: n, nh, nc1, ne
+    integer(c_int), intent(in) :: n, nh, nc1, ne, nthreads
     real(c_double), intent(in) :: pos(3, n), box(3, 3), cut
     integer(8), intent(in) :: pairs(2, nh)
     integer(c_int), intent(in) :: hs(3, nh), row(n), atom_label(n)
@@ -169,8 +171,8 @@ contains
     real(c_double), intent(out) :: dmin
     integer(c_int), intent(out) :: status
 
-    call expand_half_list(pos, box, pairs, hs, row, atom_label, cut, start, atoms, vec, dist, &
-                          shifts, label, nkept, dmin, amin, bmin, status)
+    call expand_half_list(pos, box, pairs, hs, row, atom_label, cut, nthreads, start, atoms, &
+                          vec, dist, shifts, label, nkept, dmin, amin, bmin, status)
   end subroutine half_to_full
 
 end module kernels

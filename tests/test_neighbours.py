@@ -167,15 +167,20 @@ def test_molecules_in_a_batch_get_their_own_lists():
         np.testing.assert_array_equal(nb.start[first:last + 1] - a, alone.start)
 
 
-def test_threads_give_identical_lists():
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(3)
+@pytest.mark.parametrize("repeat, r_cut", [((3, 3, 3), 7.0), ((2, 1, 1), 14.0)])
+def test_threads_give_identical_lists(repeat, r_cut):
+    # enough pairs for the expansion to use 3 threads, then 2 with many images
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
     atoms.rattle(0.05, seed=6)
     atoms.set_cell(atoms.cell[:] + [[0, 0.4, 0.2], [0.3, 0, 0], [0.5, -0.2, 0]], scale_atoms=True)
     system = System.from_atoms(atoms)
-    one = compute_neighbours(system, 6.0, all_atoms(atoms), n_threads=1)
-    for n_threads in (2, 0):
-        other = compute_neighbours(system, 6.0, all_atoms(atoms), n_threads=n_threads)
-        for name in ("start", "atoms", "vectors", "distances", "shifts"):
+    centers, labels = all_atoms(atoms), np.arange(len(atoms)) % 5
+    one = compute_neighbours(system, r_cut, centers, n_threads=1, atom_labels=labels)
+    assert_well_formed(one, len(atoms))
+    assert len(one.distances) > 2 * 4096
+    for n_threads in (2, 3, 4, 0):
+        other = compute_neighbours(system, r_cut, centers, n_threads=n_threads, atom_labels=labels)
+        for name in ("start", "atoms", "vectors", "distances", "shifts", "labels"):
             np.testing.assert_array_equal(getattr(one, name), getattr(other, name))
 
 

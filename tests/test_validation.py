@@ -7,6 +7,7 @@ import pytest
 from ase import Atoms
 
 import atomdesc
+from atomdesc.system import face_normals
 
 
 @pytest.fixture
@@ -34,6 +35,11 @@ def test_singular_cell_with_pbc(d):
     atoms = water(cell=[[3, 0, 0], [0, 0, 0], [0, 0, 4]], pbc=True)
     with pytest.raises(ValueError, match="zero"):
         d.compute(atoms)
+
+
+def test_face_normals_are_cross_products():
+    cell = np.random.default_rng(3).normal(size=(3, 3))
+    np.testing.assert_array_equal(face_normals(cell), np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]))
 
 
 def test_zero_cell_is_fine_without_pbc(d):

@@ -9,7 +9,7 @@ import numpy as np
 import vesin
 
 from . import kernels
-from .system import System, box_for_neighbour_list
+from .system import System, box_for_neighbour_list, face_normals
 
 #: Atoms closer than this (in Å) are rejected as overlapping.
 DEFAULT_MIN_DISTANCE = 1e-2
@@ -70,7 +70,8 @@ def compute_neighbours(
 
     vesin finds every pair once (a half list, with ``n_threads`` threads, 0 for
     the kernels' default); the Fortran routine ``half_to_full`` writes both
-    directions of each pair into the rows of the centres, in a fixed order.
+    directions of each pair into the rows of the centres, in a fixed order (with
+    the same threads; the lists do not depend on their number).
 
     :param atom_labels: optional (n_atoms,) integers, copied to ``labels`` for
         every entry (e.g. the species index of each neighbour).
@@ -125,7 +126,7 @@ def compute_neighbours(
             raise RuntimeError("internal error: unexpected neighbour list arrays from vesin")
         n_kept, d_min, a, b, status = kernels.fortran.half_to_full(
             system.positions.T, box.T, pairs.T, shifts.T, row, labels, cut,
-            start, atoms, vectors.T, distances, entry_shifts.T, entry_labels,
+            start, atoms, vectors.T, distances, entry_shifts.T, entry_labels, n_threads,
         )
         if status != 0:
             raise RuntimeError(f"internal error: half_to_full failed (status {status})")
@@ -229,11 +230,11 @@ def _check_periodic_images(system: System, r_cut: float, min_distance: float) ->
     if not system.is_periodic:
         return
     box = box_for_neighbour_list(system)
-    volume = abs(np.dot(box[0], np.cross(box[1], box[2])))
+    normals = face_normals(box)
+    volume = abs(box[0] @ normals[0])
     images = 1.0
     for axis in np.flatnonzero(system.pbc):
-        others = [box[a] for a in range(3) if a != axis]
-        height = volume / np.sqrt((np.cross(*others) ** 2).sum())
+        height = volume / np.sqrt(normals[axis] @ normals[axis])
         if height < min_distance:
             raise ValueError(
                 f"the cell is {height:.3g} Å thin along periodic axis {axis}: every atom overlaps "
