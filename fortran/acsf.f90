@@ -270,12 +270,11 @@ contains
     end subroutine gather_sorted
 
     !> G1, G2, G3 of all nn entries: each function a vector over the entries, then
-    !> each entry's values added to the columns of its species, entry by entry (the
-    !> order of a sum over each species' entries).
+    !> summed over each species' block of entries into its columns.
     subroutine radial_terms(w, ic, nn, nv)
       type(workspace), intent(inout) :: w
       integer, intent(in) :: ic, nn, nv   ! nv: nn padded
-      integer :: e, kk, b, x
+      integer :: e, e0, e1, kk, b, x, a, s
       real(dp) :: eta, rs, kappa
       associate (r => w%r, d => w%d, fc => w%fc, dfc => w%dfc, g => w%rad, dg => w%drad, &
                  dge => w%dge)
@@ -297,9 +296,14 @@ contains
           g(e, 1 + n2 + kk) = g(e, 1 + n2 + kk) * fc(e)
         end do
       end do
-      do e = 1, nn
-        b = (w%sp(e) - 1) * nrad
-        feat(b + 1:b + nrad, ic) = feat(b + 1:b + nrad, ic) + g(e, 1:nrad)
+      do a = 1, w%npresent
+        s = w%present(a)
+        b = (s - 1) * nrad
+        e0 = w%block_start(s) + 1
+        e1 = w%block_start(s + 1)
+        do kk = 1, nrad
+          feat(b + kk, ic) = feat(b + kk, ic) + sum(g(e0:e1, kk))
+        end do
       end do
       if (.not. derivs) return
       ! dge(e, :, f) = dG/dR(e) * r_e / R_e
