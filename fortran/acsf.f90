@@ -115,7 +115,7 @@ contains
       allocate (w%dge(maxn, 3, nf), w%scratch(maxn, N_SCRATCH))
       allocate (w%powers(maxn, 3, max(size(a4%zl, 2), size(a5%zl, 2))))
       allocate (w%pj(npair + PAD), w%pk(npair + PAD), w%pcol(npair))
-      allocate (w%pwork(npair + PAD, N_PAIR_WORK), w%pterm(npair + PAD, max(a4%n, a5%n)))
+      allocate (w%pwork(npair + PAD, N_PAIR_WORK), w%pterm(max(a4%n, a5%n), npair + PAD))
       allocate (w%pav(npair + PAD, max(size(a4%zl, 2), size(a5%zl, 2))))
       !$omp do schedule(dynamic, 1)
       do ic = 1, nc
@@ -512,7 +512,7 @@ contains
     integer, intent(in) :: np, nv, ld, ckind, nf, f0, ldp, pj(ldp), pk(ldp), col(np)
     real(dp), intent(in) :: d(ld), e(ld, size(a%etas)), rc, cpar(:), ctab(:, :)
     real(dp), intent(inout) :: g(nf), work(ldp, N_PAIR_WORK), av(ldp, size(a%zl, 2))
-    real(dp), intent(inout) :: term(ldp, a%n)
+    real(dp), intent(inout) :: term(a%n, ldp)   ! a pair's terms contiguous, for the sums
     integer :: p, q, u, z, b
     associate (c => work(1:nv, 1), rjk2 => work(1:nv, 2), fcfc => work(1:nv, 3), &
                fcjk => work(1:nv, 4), djk => work(1:nv, 5), ff => work(1:nv, 6), &
@@ -542,12 +542,12 @@ contains
       end if
       eu = eu * ff
       do q = 1, a%n
-        if (a%ieta(q) == u) term(1:nv, q) = a%pref(q) * (eu * av(1:nv, a%izl(q)))
+        if (a%ieta(q) == u) term(q, 1:nv) = a%pref(q) * (eu * av(1:nv, a%izl(q)))
       end do
     end do
     do p = 1, np
       b = col(p) + f0
-      g(b + 1:b + a%n) = g(b + 1:b + a%n) + term(p, 1:a%n)
+      g(b + 1:b + a%n) = g(b + 1:b + a%n) + term(1:a%n, p)
     end do
     end associate
   end subroutine pair_features
