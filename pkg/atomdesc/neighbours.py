@@ -69,7 +69,8 @@ def compute_neighbours(
     """All neighbours within ``r_cut`` of each centre (full list, images included).
 
     vesin finds every pair once (a half list, with ``n_threads`` threads, 0 for
-    the kernels' default); the Fortran routine ``half_to_full`` writes both
+    the kernels' default; small molecules list all their pairs instead); the
+    Fortran routine ``half_to_full`` keeps those within ``r_cut`` and writes both
     directions of each pair into the rows of the centres, in a fixed order.
 
     :param atom_labels: optional (n_atoms,) integers, copied to ``labels`` for
