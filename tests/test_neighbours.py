@@ -167,6 +167,23 @@ def test_molecules_in_a_batch_get_their_own_lists():
         np.testing.assert_array_equal(nb.start[first:last + 1] - a, alone.start)
 
 
+def test_small_molecules_take_all_pairs_with_vesins_result(monkeypatch):
+    mols = [molecule("CH4"), molecule("C60"), molecule("H2O")] + [molecule("C6H6")] * 6
+    mols[1].rattle(0.01, seed=3)
+    systems = [merge_molecules(mols)] + [System.from_atoms(m) for m in mols[:4]]
+    # C60 alone has too many pairs per atom, the batch does not: both routes are covered
+    sizes = [np.diff(s.fragments if s.fragments is not None else [0, len(s)]) for s in systems]
+    routes = [(n * (n - 1) // 2).sum() <= nbmod.ALL_PAIRS_PER_ATOM * n.sum() for n in sizes]
+    assert routes[0] and not routes[2] and routes[1]
+    for system in systems:
+        ours = compute_neighbours(system, 4.0, np.arange(len(system)))
+        with monkeypatch.context() as m:
+            m.setattr(nbmod, "ALL_PAIRS_PER_ATOM", -1)  # vesin for everything
+            theirs = compute_neighbours(system, 4.0, np.arange(len(system)))
+        for name in ("start", "atoms", "vectors", "distances", "shifts"):
+            np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+
+
 @pytest.mark.parametrize("repeat, r_cut", [((3, 3, 3), 7.0), ((2, 1, 1), 14.0)])
 def test_threads_give_identical_lists(repeat, r_cut):
     # enough pairs for the expansion to use 3 threads, then 2 with many images

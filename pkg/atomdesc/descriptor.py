@@ -141,8 +141,9 @@ class Descriptor(abc.ABC):
         results: list[DescriptorResult | None] = [None] * len(structures)
         single = list(range(len(structures)))
         if self.batchable:
-            single = [k for k, s in enumerate(structures) if is_periodic(s)]
-            molecules = sorted(set(range(len(structures))) - set(single))
+            single, molecules = [], []
+            for k, s in enumerate(structures):
+                (single if is_periodic(s) else molecules).append(k)
             for batch in self._batches(structures, molecules):
                 for k, result in zip(batch, self._compute_molecules(
                         [structures[k] for k in batch], n_threads=n_threads or 0, **options)):
@@ -202,7 +203,12 @@ class Descriptor(abc.ABC):
         self.check_species(system)
         atom_start = system.fragments
         if centers is None:  # every atom: nothing to check
-            local = [np.arange(n, dtype=np.int64) for n in np.diff(atom_start).tolist()]
+            # each molecule's centres are a view of one read-only arange (an arange
+            # per molecule costs more, over many small molecules)
+            sizes = np.diff(atom_start).tolist()
+            every = np.arange(max(sizes), dtype=np.int64)
+            every.flags.writeable = False
+            local = [every[:n] for n in sizes]
             rows = np.arange(atom_start[-1], dtype=np.int64)
         else:
             local = []

@@ -69,7 +69,8 @@ def compute_neighbours(
     """All neighbours within ``r_cut`` of each centre (full list, images included).
 
     vesin finds every pair once (a half list, with ``n_threads`` threads, 0 for
-    the kernels' default); the Fortran routine ``half_to_full`` writes both
+    the kernels' default; small molecules list all their pairs instead); the
+    Fortran routine ``half_to_full`` keeps those within ``r_cut`` and writes both
     directions of each pair into the rows of the centres, in a fixed order (with
     the same threads; the lists do not depend on their number).
 
@@ -198,15 +199,28 @@ def _half_list(cutoff: float, n_threads: int) -> vesin.NeighborList:
     return calculator
 
 
+#: Non-periodic systems whose molecules give at most this many candidate pairs per
+#: atom (molecules of up to 33 atoms) take every pair within each molecule instead of
+#: vesin's search: for small molecules that is a few array operations against a cell list.
+ALL_PAIRS_PER_ATOM = 16
+
+
 def _molecular_half_list(system: System, r_cut: float, n_threads: int):
     """Pairs of a non-periodic system (or of several molecules at once), each once.
 
-    Molecules given together are laid out side by side, far apart, for one
-    vesin call; ``half_to_full`` then recomputes vectors and distances from the
-    original positions, so a molecule gets bit-identical neighbours alone or in
-    a batch.
+    Small molecules give every pair of atoms within each molecule; otherwise
+    molecules given together are laid out side by side, far apart, for one
+    vesin call. Either way ``half_to_full`` keeps the pairs closer than
+    ``r_cut``, recomputing vectors and distances from the original positions,
+    so a molecule gets bit-identical neighbours alone or in a batch, by either
+    route.
     """
     positions = system.positions
+    fragments = (system.fragments if system.fragments is not None
+                 else np.array([0, len(positions)], dtype=np.int64))
+    sizes = np.diff(fragments)
+    if int((sizes * (sizes - 1) // 2).sum()) <= ALL_PAIRS_PER_ATOM * len(positions):
+        return _pairs_within_fragments(fragments, sizes)
     if system.fragments is not None and len(system.fragments) > 2:
         fragment = np.repeat(np.arange(len(system.fragments) - 1), np.diff(system.fragments))
         lowest = np.minimum.reduceat(positions, system.fragments[:-1], axis=0)
@@ -219,6 +233,18 @@ def _molecular_half_list(system: System, r_cut: float, n_threads: int):
     # a hair beyond r_cut, then the exact test on the original positions
     calculator = _half_list(float(r_cut) * (1 + 1e-9) + 1e-9, n_threads)
     return calculator.compute(laid_out, np.zeros((3, 3)), False, quantities="PS", copy=False)
+
+
+def _pairs_within_fragments(fragments: np.ndarray, sizes: np.ndarray):
+    """Every pair (a, b), a < b, of atoms of the same fragment, and zero shifts (vesin's form)."""
+    atoms = np.arange(fragments[-1], dtype=np.int64)
+    partners = np.repeat(fragments[1:], sizes) - 1 - atoms  # later atoms of the same fragment
+    n_pairs = int(partners.sum())
+    a = np.repeat(atoms, partners)
+    # b runs a + 1, a + 2, ... within each atom's group of pairs
+    offset = np.arange(n_pairs, dtype=np.int64) - np.repeat(np.cumsum(partners) - partners, partners)
+    pairs = np.stack([a, a + 1 + offset], axis=1)
+    return pairs, np.zeros((n_pairs, 3), dtype=np.int32)
 
 
 #: Refuse neighbour lists that could exceed this many pairs (tens of GB).

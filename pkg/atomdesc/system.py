@@ -101,9 +101,13 @@ def merge_molecules(structures: list[Any], known_non_periodic: bool = False) -> 
     just made it (a few microseconds a structure, over many small molecules).
     """
     try:
-        positions = np.concatenate([s.positions for s in structures]).astype(np.float64)
-        numbers = np.concatenate([s.numbers for s in structures])
-        counts = np.array([len(s.numbers) for s in structures])
+        positions, numbers = [], []
+        for s in structures:  # one pass: attribute access is most of the cost
+            positions.append(s.positions)
+            numbers.append(s.numbers)
+        counts = np.fromiter(map(len, numbers), np.int64, len(numbers))
+        positions = np.concatenate(positions).astype(np.float64, copy=False)
+        numbers = np.concatenate(numbers)
         valid = (
             positions.ndim == 2 and positions.shape[1] == 3 and len(positions) == len(numbers)
             and (counts > 0).all() and np.isfinite(positions).all()
