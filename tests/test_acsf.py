@@ -305,3 +305,13 @@ def test_errors_in_a_list_name_the_structure():
         d.compute([molecule("CH4"), close])
     with pytest.raises(ValueError, match="structure 1: centers out of range"):
         d.compute([molecule("CH4"), molecule("H2O")], centers=[4])
+    # the index is the one in the list given, past periodic structures and batches
+    from ase.build import bulk
+
+    crystal = bulk("C", "diamond", 3.57)
+    with pytest.raises(ValueError, match="structure 3: positions contain NaN"):
+        d.compute([crystal, molecule("CH4"), crystal, bad])
+    d_small_batches = acsf(["H", "C", "O"])
+    d_small_batches.batch_atoms = 5  # CH4 fills a batch: the bad molecule is in the next
+    with pytest.raises(ValueError, match="structure 2: atom 1 is 0.001 Å from atom 2"):
+        d_small_batches.compute([molecule("CH4"), molecule("CH4"), close])

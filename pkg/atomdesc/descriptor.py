@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -145,8 +146,12 @@ class Descriptor(abc.ABC):
             for k, s in enumerate(structures):
                 (single if is_periodic(s) else molecules).append(k)
             for batch in self._batches(structures, molecules):
-                for k, result in zip(batch, self._compute_molecules(
-                        [structures[k] for k in batch], n_threads=n_threads or 0, **options)):
+                try:
+                    batch_results = self._compute_molecules(
+                        [structures[k] for k in batch], n_threads=n_threads or 0, **options)
+                except (ValueError, TypeError) as exc:
+                    raise _renumbered(exc, batch) from None
+                for k, result in zip(batch, batch_results):
                     results[k] = result
         workers = min(n_threads or max_threads(), max(len(single), 1))
 
@@ -281,3 +286,11 @@ def check_centers(centers: Sequence[int] | None, n_atoms: int) -> np.ndarray:
             f"centers out of range for a structure of {n_atoms} atoms: {bad[:10].tolist()}"
         )
     return array.astype(np.int64)
+
+
+def _renumbered(exc: Exception, batch: list[int]) -> Exception:
+    """``exc`` with its leading "structure i" (i in ``batch``) made the index in the caller's list."""
+    match = re.match(r"structure (\d+): ", str(exc))
+    if match is None or int(match.group(1)) >= len(batch):
+        return exc
+    return type(exc)(f"structure {batch[int(match.group(1))]}: {str(exc)[match.end():]}")
