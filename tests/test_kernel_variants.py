@@ -106,3 +106,19 @@ def test_variants_agree(family, triclinic, monkeypatch):
         # FMA contracts a*b + c with one rounding instead of two: not bit-identical,
         # but equal to a few ulps of the array's scale.
         np.testing.assert_allclose(y, x, rtol=1e-13, atol=1e-13 * np.abs(x).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("user, expected", [
+    ({}, ("10000", "True")),                              # set before libgomp loads
+    ({"GOMP_SPINCOUNT": "5"}, ("5", "False")),            # the user's choice stays
+    ({"OMP_WAIT_POLICY": "active"}, ("None", "False")),   # so does a wait policy
+])
+def test_openmp_spinning_is_limited_unless_the_user_chose(user, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user)
+    code = ("import os; from atomdesc import kernels; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), kernels.SPIN_COUNT_SET)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert tuple(out.stdout.split()) == expected
