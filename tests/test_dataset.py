@@ -479,3 +479,19 @@ def test_killed_process_resumes_to_the_same_store(tmp_path, dataset):
     assert run(out).wait(timeout=300) == 0
     assert store_arrays(out) == store_arrays(reference)
 
+
+
+def test_chunks_close_at_the_atoms_or_the_estimated_bytes():
+    from atomdesc.io import Frame
+
+    def chunk_lengths(structures):
+        frames = (Frame(a, 0, i) for i, a in enumerate(structures))
+        estimate = pipeline.structure_bytes(116, True, False)
+        return [len(c) for c, _ in pipeline._chunks(frames, 10_000, 512, 1, estimate)]
+
+    # molecules: 3 atoms have at most 3 pairs each, so 512 atoms close a chunk
+    assert chunk_lengths([molecule("H2O")] * 300) == [171, 129]
+    # periodic: 64 pairs per atom assumed, 8 * 116 * (1 + 3 * 64) bytes an atom
+    per_cell = 8 * 8 * 116 * (1 + 3 * 64)
+    full = -(-pipeline.CHUNK_BYTES // per_cell)
+    assert chunk_lengths([bulk("Si", cubic=True)] * 60)[0] == full

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,9 @@ CHUNK_BYTES = 32 << 20
 #: Most atoms in one computed chunk by default: a small dataset is then
 #: several chunks, the next read while one is computed.
 COMPUTE_ATOMS = 512
+#: Fewest atoms a chunk closed for its bytes holds (very wide features would
+#: otherwise make one chunk per structure).
+MIN_CHUNK_ATOMS = 64
 #: Gradient pairs per atom assumed when sizing chunks (dense solids have ~50-100).
 PAIRS_PER_ATOM = 64
 #: Computed chunks are gathered and appended to the store together until
@@ -48,9 +51,30 @@ APPEND_BYTES = 16 << 20
 
 def default_chunk_atoms(n_features: int, gradients: bool, strain_gradients: bool) -> int:
     """Atoms per chunk so that one chunk's results take about :data:`CHUNK_BYTES`."""
-    per_atom = 8 * n_features * (1 + (3 * PAIRS_PER_ATOM if gradients else 0)
-                                 + (9 if strain_gradients else 0))
-    return max(64, CHUNK_BYTES // per_atom)
+    return max(MIN_CHUNK_ATOMS, CHUNK_BYTES // _atom_bytes(n_features, gradients, strain_gradients,
+                                              PAIRS_PER_ATOM))
+
+
+def _atom_bytes(n_features: int, gradients: bool, strain_gradients: bool, pairs: int) -> int:
+    return 8 * n_features * (1 + (3 * pairs if gradients else 0) + (9 if strain_gradients else 0))
+
+
+def structure_bytes(n_features: int, gradients: bool,
+                    strain_gradients: bool) -> Callable[[Any], int]:
+    """Estimated bytes of a structure's results, to close chunks at :data:`CHUNK_BYTES`.
+
+    An atom of a molecule has at most as many gradient pairs as the molecule
+    has atoms (every atom within the cutoff, itself included); periodic
+    structures are assumed to have :data:`PAIRS_PER_ATOM`. Assuming that for
+    molecules too made gradient chunks of small molecules 3-8 times smaller
+    than their budget (178 atoms with the bundled ACSF), and the pipeline
+    slower for their number.
+    """
+    def estimate(atoms: Any) -> int:
+        n = len(atoms)
+        pairs = PAIRS_PER_ATOM if any(atoms.pbc) else min(n, PAIRS_PER_ATOM)
+        return n * _atom_bytes(n_features, gradients, strain_gradients, pairs)
+    return estimate
 
 
 @dataclass
@@ -127,11 +151,12 @@ def featurize_dataset(
         each computes one chunk at a time, with one kernel thread (the last
         chunk, which the run waits for, with all of them).
     :param chunk_size: most structures per chunk (the unit of work; default 10 000).
-    :param chunk_atoms: a chunk is closed when it holds this many atoms; the
-        default is :data:`COMPUTE_ATOMS` (512), or fewer when that would make
-        one chunk's results exceed 32 MB (estimated from the number of
-        features, with 64 gradient pairs per atom), which bounds memory
-        whatever the dataset.
+    :param chunk_atoms: a chunk is closed when it holds this many atoms; by
+        default when it holds :data:`COMPUTE_ATOMS` (512), or earlier when its
+        results would exceed 32 MB (estimated from the number of features,
+        with 64 gradient pairs per atom of a periodic structure and at most
+        one per atom of a molecule, see :func:`structure_bytes`), which bounds
+        memory whatever the dataset.
         Computed chunks are appended to the store together until they hold
         about 16 MB (the unit of writing and of resuming). Memory holds at
         most ``n_threads + 2`` chunks and one append locally, and two chunks
@@ -162,8 +187,10 @@ def featurize_dataset(
     # are smaller by default, so that reading overlaps computing on small sets.
     storage_atoms = chunk_atoms or default_chunk_atoms(d.n_features, gradients,
                                                        strain_gradients)
+    chunk_bytes = None
     if chunk_atoms is None:
-        chunk_atoms = min(storage_atoms, COMPUTE_ATOMS)
+        chunk_atoms = COMPUTE_ATOMS
+        chunk_bytes = structure_bytes(d.n_features, gradients, strain_gradients)
     if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
         raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
 
@@ -238,7 +265,8 @@ def featurize_dataset(
     try:
         if writer is None:
             pending.append((None, io_thread.submit(create)))
-        chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files))
+        chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files),
+                         chunk_bytes)
         submitted = False
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
@@ -460,17 +488,26 @@ def _bare_atoms(atoms: Any) -> Any:
 # ----------------------------------------------------------------- helpers
 
 
-def _chunks(frames: Iterator[Frame], size: int, max_atoms: int,
-            n_files: int) -> Iterator[tuple[list[Frame], tuple[int, int]]]:
-    """Consecutive frames in chunks, each with the position of the frame after it."""
+def _chunks(frames: Iterator[Frame], size: int, max_atoms: int, n_files: int,
+            bytes_of: Callable[[Any], int] | None = None,
+            ) -> Iterator[tuple[list[Frame], tuple[int, int]]]:
+    """Consecutive frames in chunks, each with the position of the frame after it.
+
+    A chunk closes at ``size`` frames, ``max_atoms`` atoms, or (with
+    ``bytes_of``, estimated results of a structure) :data:`CHUNK_BYTES` once it
+    holds :data:`MIN_CHUNK_ATOMS` atoms.
+    """
     chunk: list[Frame] = []
-    atoms = 0
+    atoms = nbytes = 0
     for frame in frames:
-        if chunk and (len(chunk) >= size or atoms >= max_atoms):
+        if chunk and (len(chunk) >= size or atoms >= max_atoms
+                      or (nbytes >= CHUNK_BYTES and atoms >= MIN_CHUNK_ATOMS)):
             yield chunk, (frame.file_number, frame.index)
-            chunk, atoms = [], 0
+            chunk, atoms, nbytes = [], 0, 0
         chunk.append(frame)
-        atoms += len(frame.atoms) if frame.atoms is not None else 0
+        if frame.atoms is not None:
+            atoms += len(frame.atoms)
+            nbytes += bytes_of(frame.atoms) if bytes_of is not None else 0
     if chunk:
         yield chunk, (n_files, 0)
 
