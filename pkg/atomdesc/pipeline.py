@@ -51,8 +51,8 @@ APPEND_BYTES = 16 << 20
 
 def default_chunk_atoms(n_features: int, gradients: bool, strain_gradients: bool) -> int:
     """Atoms per chunk so that one chunk's results take about :data:`CHUNK_BYTES`."""
-    return max(MIN_CHUNK_ATOMS, CHUNK_BYTES // _atom_bytes(n_features, gradients, strain_gradients,
-                                              PAIRS_PER_ATOM))
+    per_atom = _atom_bytes(n_features, gradients, strain_gradients, PAIRS_PER_ATOM)
+    return max(MIN_CHUNK_ATOMS, CHUNK_BYTES // per_atom)
 
 
 def _atom_bytes(n_features: int, gradients: bool, strain_gradients: bool, pairs: int) -> int:
@@ -154,9 +154,9 @@ def featurize_dataset(
     :param chunk_atoms: a chunk is closed when it holds this many atoms; by
         default when it holds :data:`COMPUTE_ATOMS` (512), or earlier when its
         results would exceed 32 MB (estimated from the number of features,
-        with 64 gradient pairs per atom of a periodic structure and at most
-        one per atom of a molecule, see :func:`structure_bytes`), which bounds
-        memory whatever the dataset.
+        with 64 gradient pairs per atom of a periodic structure and, for a
+        molecule, at most as many per atom as it has atoms, see
+        :func:`structure_bytes`), which bounds memory whatever the dataset.
         Computed chunks are appended to the store together until they hold
         about 16 MB (the unit of writing and of resuming). Memory holds at
         most ``n_threads + 2`` chunks and one append locally, and two chunks
