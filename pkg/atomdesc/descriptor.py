@@ -18,9 +18,9 @@ from .system import System, is_periodic, merge_molecules
 
 def max_threads() -> int:
     """Threads the kernels use by default (``OMP_NUM_THREADS`` or the cores)."""
-    from . import kernels
+    from . import kernels  # loading the kernels is left to the first use
 
-    return int(kernels.fortran.max_threads())
+    return kernels.max_threads()
 
 
 def normalise_species(species: Iterable[str | int]) -> list[str]:

@@ -117,6 +117,11 @@ VARIANT, extension = _select(FORCED)
 fortran = extension.kernels
 
 
+def max_threads() -> int:
+    """Threads the kernels use by default (``OMP_NUM_THREADS`` or the cores)."""
+    return int(fortran.max_threads())
+
+
 def info() -> dict[str, Any]:
     """The kernel variant in use, why, and where it was loaded from."""
     return {

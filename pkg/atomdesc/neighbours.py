@@ -185,7 +185,7 @@ def _half_list(cutoff: float, n_threads: int) -> vesin.NeighborList:
     """vesin's half-list calculator for this cutoff, one per Python thread (they are reusable,
     but not to be shared by threads: the arrays of ``copy=False`` live inside them)."""
     if n_threads <= 0:
-        n_threads = int(kernels.fortran.max_threads())
+        n_threads = kernels.max_threads()
     cache = getattr(_CALCULATORS, "cache", None)
     if cache is None:
         cache = _CALCULATORS.cache = {}
@@ -221,10 +221,10 @@ def _molecular_half_list(system: System, r_cut: float, n_threads: int):
     sizes = np.diff(fragments)
     if int((sizes * (sizes - 1) // 2).sum()) <= ALL_PAIRS_PER_ATOM * len(positions):
         return _pairs_within_fragments(fragments, sizes)
-    if system.fragments is not None and len(system.fragments) > 2:
-        fragment = np.repeat(np.arange(len(system.fragments) - 1), np.diff(system.fragments))
-        lowest = np.minimum.reduceat(positions, system.fragments[:-1], axis=0)
-        extent = (np.maximum.reduceat(positions, system.fragments[:-1], axis=0) - lowest).max()
+    if len(fragments) > 2:
+        fragment = np.repeat(np.arange(len(sizes)), sizes)
+        lowest = np.minimum.reduceat(positions, fragments[:-1], axis=0)
+        extent = (np.maximum.reduceat(positions, fragments[:-1], axis=0) - lowest).max()
         spacing = extent + 2.0 * r_cut + 1.0
         laid_out = positions - lowest[fragment]
         laid_out[:, 0] += spacing * fragment
