@@ -495,3 +495,40 @@ def test_chunks_close_at_the_atoms_or_the_estimated_bytes():
     per_cell = 8 * 8 * 116 * (1 + 3 * 64)
     full = -(-pipeline.CHUNK_BYTES // per_cell)
     assert chunk_lengths([bulk("Si", cubic=True)] * 60)[0] == full
+
+
+@pytest.mark.parametrize("average", [None, "mean"])
+def test_chunk_of_mixed_structures_holds_each_structure_in_input_order(frames, d, average):
+    """Batches of molecules are stored as computed, periodic cells between them in place."""
+    bad = frames[0].copy()
+    bad.numbers[0] = 79  # Au: not a species of the descriptor
+    structures = [frames[-2], frames[0], frames[-1], frames[1], bad, frames[2]]
+    options = pipeline._check_options(d, True, True, average, None)
+    chunk = pipeline.compute_chunk(d, structures, options, n_threads=2)
+    assert [pos for pos, _ in chunk.errors] == [4]
+    good = [s for s in structures if s is not bad]
+    expected = [d.compute(s, gradients=True, strain_gradients=True) for s in good]
+    if average:
+        expected = [r.reduce(average) for r in expected]
+    np.testing.assert_array_equal(chunk.n_atoms, [len(s) for s in good])
+    np.testing.assert_array_equal(chunk.n_rows, [len(r.features) for r in expected])
+    np.testing.assert_array_equal(chunk.n_pairs, [len(r.gradient_pairs) for r in expected])
+    row = np.r_[0, np.cumsum(chunk.n_rows)]
+    pair = np.r_[0, np.cumsum(chunk.n_pairs)]
+    features = np.concatenate(chunk.features)
+    values = np.concatenate(chunk.gradient_values)
+    strain = np.concatenate(chunk.strain_gradients)
+    for k, r in enumerate(expected):
+        rows, pairs = slice(row[k], row[k + 1]), slice(pair[k], pair[k + 1])
+        np.testing.assert_array_equal(features[rows], r.features)
+        np.testing.assert_array_equal(chunk.centers[rows], r.centers)
+        np.testing.assert_array_equal(chunk.gradient_pairs[pairs] - [row[k], 0], r.gradient_pairs)
+        np.testing.assert_array_equal(values[pairs], r.gradient_values)
+        np.testing.assert_array_equal(strain[rows], r.strain_gradients)
+
+    # the whole chunk computed at once (no invalid structure): the same blocks
+    whole = pipeline.compute_chunk(d, good, options, n_threads=1)
+    assert not whole.errors
+    np.testing.assert_array_equal(np.concatenate(whole.features), features)
+    np.testing.assert_array_equal(whole.gradient_pairs, chunk.gradient_pairs)
+    np.testing.assert_array_equal(np.concatenate(whole.gradient_values), values)

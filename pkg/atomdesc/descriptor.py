@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,6 +15,28 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from .result import DescriptorResult
 from .system import System, is_periodic, merge_molecules
+
+
+@dataclass
+class ComputedPart:
+    """Structures of a list computed together (see :meth:`Descriptor.compute_parts`).
+
+    A periodic structure is a part of its own (``result`` is its result). A
+    batch of molecules has ``result`` computed on the molecules merged into
+    one system: rows in the molecules' order, atom indices of the merged
+    system; ``molecules`` holds each one's centres (its own atom indices) and
+    ``atom_start`` the first merged atom of each (and the total).
+    """
+
+    indices: list[int]
+    result: DescriptorResult
+    molecules: list[np.ndarray] | None = None
+    atom_start: np.ndarray | None = None
+
+    def split(self) -> list[DescriptorResult]:
+        """One result per molecule."""
+        assert self.molecules is not None and self.atom_start is not None
+        return self.result.split(self.molecules, self.atom_start)
 
 
 def max_threads() -> int:
@@ -126,20 +149,42 @@ class Descriptor(abc.ABC):
         :param n_threads: threads to use (default: ``OMP_NUM_THREADS`` or the cores).
         :raises ValueError: for invalid input, naming the problem.
         """
-        if gradients and not self.supports_gradients:
-            raise ValueError(f"family {self.name!r} does not provide position gradients")
-        if strain_gradients and not self.supports_strain_gradients:
-            raise ValueError(f"family {self.name!r} does not provide strain gradients")
-        if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
-            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
-        options = dict(centers=centers, gradients=bool(gradients),
-                       strain_gradients=bool(strain_gradients))
         hypers = self.hypers
         if not isinstance(structures, (list, tuple)):
-            result = self._compute_one(structures, n_threads=n_threads or 0, **options)
+            self._check_call(gradients, strain_gradients, n_threads)
+            result = self._compute_one(structures, centers=centers, gradients=bool(gradients),
+                                       strain_gradients=bool(strain_gradients),
+                                       n_threads=n_threads or 0)
             result.hypers = hypers
             return result
         results: list[DescriptorResult | None] = [None] * len(structures)
+        for part in self.compute_parts(structures, centers, gradients, strain_gradients,
+                                       n_threads=n_threads):
+            pieces = part.split() if part.molecules is not None else [part.result]
+            for k, result in zip(part.indices, pieces):
+                result.hypers = hypers
+                results[k] = result
+        return results  # type: ignore[return-value]
+
+    def compute_parts(
+        self, structures: Sequence[Any], centers: Sequence[int] | None = None,
+        gradients: bool = False, strain_gradients: bool = False, *,
+        n_threads: int | None = None,
+    ) -> list[ComputedPart]:
+        """A list of structures computed as :meth:`compute` does, before it is cut up.
+
+        Molecules are computed in batches (one kernel call each), periodic
+        structures one per call on a pool of threads. Each batch comes back
+        whole, as one :class:`ComputedPart` with the caller's indices of its
+        structures, so that users of many small molecules (the dataset
+        pipeline) need not make and join one result per molecule. Batches
+        come first, then the periodic structures, each in input order.
+        Arguments are those of :meth:`compute`.
+        """
+        self._check_call(gradients, strain_gradients, n_threads)
+        options = dict(centers=centers, gradients=bool(gradients),
+                       strain_gradients=bool(strain_gradients))
+        parts: list[ComputedPart] = []
         single = list(range(len(structures)))
         if self.batchable:
             single, molecules = [], []
@@ -147,12 +192,11 @@ class Descriptor(abc.ABC):
                 (single if is_periodic(s) else molecules).append(k)
             for batch in self._batches(structures, molecules):
                 try:
-                    batch_results = self._compute_molecules(
-                        [structures[k] for k in batch], n_threads=n_threads or 0, **options)
+                    parts.append(self._compute_molecules(
+                        [structures[k] for k in batch], n_threads=n_threads or 0, **options))
                 except (ValueError, TypeError) as exc:
                     raise _renumbered(exc, batch) from None
-                for k, result in zip(batch, batch_results):
-                    results[k] = result
+                parts[-1].indices = batch
         workers = min(n_threads or max_threads(), max(len(single), 1))
 
         def one(k: int) -> DescriptorResult:
@@ -162,19 +206,22 @@ class Descriptor(abc.ABC):
                 raise type(exc)(f"structure {k}: {exc}") from None
 
         if workers <= 1:
-            done = map(one, single)
+            done = list(map(one, single))
         else:
             # The kernels release the GIL, so threads over structures scale;
             # each kernel call then runs single-threaded (no oversubscription).
-            pool = ThreadPoolExecutor(max_workers=workers)
-            done = pool.map(one, single)
-        for k, result in zip(single, done):
-            results[k] = result
-        if workers > 1:
-            pool.shutdown()
-        for result in results:
-            result.hypers = hypers  # type: ignore[union-attr]
-        return results  # type: ignore[return-value]
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                done = list(pool.map(one, single))
+        parts.extend(ComputedPart([k], result) for k, result in zip(single, done))
+        return parts
+
+    def _check_call(self, gradients: bool, strain_gradients: bool, n_threads: int | None) -> None:
+        if gradients and not self.supports_gradients:
+            raise ValueError(f"family {self.name!r} does not provide position gradients")
+        if strain_gradients and not self.supports_strain_gradients:
+            raise ValueError(f"family {self.name!r} does not provide strain gradients")
+        if n_threads is not None and (int(n_threads) != n_threads or n_threads < 1):
+            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
 
     @property
     def batchable(self) -> bool:
@@ -202,7 +249,7 @@ class Descriptor(abc.ABC):
     def _compute_molecules(
         self, molecules: list[Any], *, centers: Sequence[int] | None, gradients: bool,
         strain_gradients: bool, n_threads: int,
-    ) -> list[DescriptorResult]:
+    ) -> ComputedPart:
         """Several non-periodic structures in one call of :meth:`compute_system`."""
         system = merge_molecules(molecules, known_non_periodic=True)  # see compute()
         self.check_species(system)
@@ -225,7 +272,7 @@ class Descriptor(abc.ABC):
             rows = np.concatenate([c + a for c, a in zip(local, atom_start)])
         merged = self.compute_system(system, rows, gradients=gradients,
                                      strain_gradients=strain_gradients, n_threads=n_threads)
-        return merged.split(local, atom_start)
+        return ComputedPart(list(range(len(molecules))), merged, local, atom_start)
 
     def _compute_one(
         self, atoms: Any, *, centers: Sequence[int] | None, gradients: bool,

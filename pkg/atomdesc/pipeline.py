@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 from ase.data import atomic_numbers
 
-from .descriptor import Descriptor, max_threads
+from .descriptor import ComputedPart, Descriptor, max_threads
 from .io import Frame, FrameReadError, FrameSource, Position, file_signature
+from .result import DescriptorResult
 from .store import (ChunkResult, FeatureStore, Progress, StoreWriter, is_store,
                     read_attributes, remove_store)
 from .system import System
@@ -319,17 +320,23 @@ def compute_chunk(
     if structures and not options["center_species"]:
         # The whole chunk in one call: molecules are then batched into few
         # kernel calls (bit-identical to one call per structure, whatever the
-        # threads). An invalid structure makes the call fail: then one by one.
+        # threads), and a batch is stored as computed, without cutting it into
+        # one result per molecule. An invalid structure makes the call fail:
+        # then one by one.
         try:
-            results = d.compute(structures, gradients=options["gradients"],
-                                strain_gradients=options["strain_gradients"],
-                                n_threads=n_threads)
+            parts = d.compute_parts(structures, gradients=options["gradients"],
+                                    strain_gradients=options["strain_gradients"],
+                                    n_threads=n_threads)
         except ValueError:
             pass
         else:
+            if [k for part in parts for k in part.indices] != list(range(len(structures))):
+                # molecules and periodic structures mixed: restore the input order
+                parts = _one_part_each(parts)
             if options["average"]:
-                results = [_reduce(r, options["average"]) for r in results]
-            return _concatenate(results, d.n_features, options)
+                parts = [_as_part(_reduce(r, options["average"]))
+                         for r in _results(_one_part_each(parts))]
+            return _assemble(parts, d.n_features, options)
     if n_threads > 1 and len(structures) > 1:
         pool = _POOLS.get(n_threads)
         if pool is None:
@@ -337,7 +344,7 @@ def compute_chunk(
         outcomes = list(pool.map(lambda a: _compute_structure(d, a, options), structures))
     else:
         outcomes = [_compute_structure(d, a, options) for a in structures]
-    return _concatenate(outcomes, d.n_features, options)
+    return _assemble([_as_part(r) for r in outcomes], d.n_features, options)
 
 
 def _compute_structure(d: Descriptor, atoms: Any, options: dict[str, Any]) -> Any:
@@ -370,43 +377,84 @@ def _reduce(result: Any, how: str) -> Any:
         return exc
 
 
-def _concatenate(outcomes: list[Any], n_features: int, options: dict[str, Any]) -> ChunkResult:
-    from .result import DescriptorResult
+def _one_part_each(parts: list[ComputedPart]) -> list[ComputedPart]:
+    """Parts of one structure each, in input order."""
+    single = [ComputedPart([k], r) for part in parts
+              for k, r in zip(part.indices,
+                              part.split() if part.molecules is not None else [part.result])]
+    return sorted(single, key=lambda part: part.indices[0])
 
-    results: list[DescriptorResult] = []
-    n_atoms, n_rows, n_pairs, errors = [], [], [], []
-    for position, r in enumerate(outcomes):
-        if isinstance(r, Exception):
-            errors.append((position, str(r)))
+
+def _results(parts: list[ComputedPart]) -> list[DescriptorResult]:
+    return [part.result for part in parts]
+
+
+def _as_part(outcome: Any) -> Any:
+    """A structure's outcome as a part; an error message, or the atoms of a structure without rows, as it is."""
+    return ComputedPart([0], outcome) if isinstance(outcome, DescriptorResult) else outcome
+
+
+def _assemble(parts: list[Any], n_features: int, options: dict[str, Any]) -> ChunkResult:
+    """The parts of a chunk (in input order) as one :class:`ChunkResult`.
+
+    A part is a :class:`ComputedPart` (one structure, or a batch of molecules,
+    each block stored as computed), an exception (the structure failed), or
+    an int (the atoms of a structure without centres of the selected species).
+    """
+    features, centers, n_rows, n_atoms, errors = [], [], [], [], []
+    pairs, values, n_pairs, strain = [], [], [], []
+    position = rows_before = 0
+    for part in parts:
+        if isinstance(part, Exception):
+            errors.append((position, str(part)))
+            position += 1
             continue
-        if isinstance(r, int):  # no centre of the selected species: no rows
-            r = DescriptorResult(
-                features=np.zeros((0, n_features)), centers=np.zeros(0, dtype=np.int64),
-                n_atoms=r, gradient_pairs=np.zeros((0, 2), dtype=np.int64),
-                gradient_values=np.zeros((0, 3, n_features)),
-                strain_gradients=np.zeros((0, 3, 3, n_features)),
-            )
-        results.append(r)
-        n_atoms.append(r.n_atoms)
-        n_rows.append(len(r.features))
+        if isinstance(part, int):
+            n_atoms.append(part)
+            n_rows.append(0)
+            n_pairs.append(0)
+            position += 1
+            continue
+        r = part.result
+        if part.molecules is None:
+            counts = np.array([len(r.centers)], dtype=np.int64)
+            sizes = np.array([r.n_atoms], dtype=np.int64)
+            centers.append(np.asarray(r.centers, dtype=np.int64))
+            first_atom = np.zeros(1, dtype=np.int64)
+        else:
+            counts = np.fromiter(map(len, part.molecules), dtype=np.int64,
+                                 count=len(part.molecules))
+            first_atom = np.asarray(part.atom_start, dtype=np.int64)
+            sizes = np.diff(first_atom)
+            centers.append(np.concatenate(part.molecules).astype(np.int64, copy=False))
+        features.append(r.features)
+        n_rows.append(counts)
+        n_atoms.append(sizes)
         if options["gradients"]:
-            n_pairs.append(len(r.gradient_pairs))
+            # rows of the chunk; atoms of each pair's own structure
+            molecule = np.repeat(np.arange(len(counts)), counts)[r.gradient_pairs[:, 0]]
+            local = r.gradient_pairs - np.column_stack([np.full(len(molecule), -rows_before),
+                                                        first_atom[molecule]])
+            pairs.append(local)
+            values.append(r.gradient_values)
+            n_pairs.append(np.bincount(molecule, minlength=len(counts)))
+        if options["strain_gradients"]:
+            strain.append(r.strain_gradients)
+        rows_before += int(counts.sum())
+        position += len(counts)
     chunk = ChunkResult(
-        features=[r.features for r in results],
-        centers=_cat([np.asarray(r.centers, dtype=np.int64) for r in results], (0,), np.int64),
-        n_rows=np.asarray(n_rows, dtype=np.int64),
-        n_atoms=np.asarray(n_atoms, dtype=np.int64),
+        features=features,
+        centers=_cat(centers, (0,), np.int64),
+        n_rows=_cat([np.atleast_1d(n) for n in n_rows], (0,), np.int64),
+        n_atoms=_cat([np.atleast_1d(n) for n in n_atoms], (0,), np.int64),
         errors=errors,
     )
     if options["gradients"]:
-        rows = np.concatenate([[0], np.cumsum(n_rows)[:-1]]).astype(np.int64)
-        chunk.gradient_pairs = _cat(
-            [r.gradient_pairs + np.array([start, 0]) for r, start in zip(results, rows)],
-            (0, 2), np.int64)
-        chunk.gradient_values = [r.gradient_values for r in results]
-        chunk.n_pairs = np.asarray(n_pairs, dtype=np.int64)
+        chunk.gradient_pairs = _cat(pairs, (0, 2), np.int64)
+        chunk.gradient_values = values
+        chunk.n_pairs = _cat([np.atleast_1d(n) for n in n_pairs], (0,), np.int64)
     if options["strain_gradients"]:
-        chunk.strain_gradients = [r.strain_gradients for r in results]
+        chunk.strain_gradients = strain
     return chunk
 
 
