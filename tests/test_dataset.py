@@ -17,7 +17,7 @@ from ase.db import connect
 
 import atomdesc
 from atomdesc import examples, pipeline
-from atomdesc.io import FrameReadError
+from atomdesc.io import FrameReadError, FrameSource, Position
 from atomdesc.store import StoreWriter
 
 HYPERS = json.loads(examples.ACSF_N2P2.read_text())
@@ -219,7 +219,10 @@ def test_dask_local_cluster_gives_identical_store(tmp_path, dataset, d):
     assert store_arrays(cli) == store_arrays(local)
 
 
-def test_bad_file_and_bad_frame(tmp_path, frames, d):
+@pytest.mark.parametrize("parse_in_child", [False, True], ids=["thread", "child process"])
+def test_bad_file_and_bad_frame(tmp_path, frames, d, monkeypatch, parse_in_child):
+    if parse_in_child:
+        monkeypatch.setattr(pipeline, "PARSE_IN_CHILD_BYTES", 0)
     good = tmp_path / "good.extxyz"
     ase.io.write(good, frames[:3])
     bad_frame = tmp_path / "bad_frame.extxyz"
@@ -532,3 +535,54 @@ def test_chunk_of_mixed_structures_holds_each_structure_in_input_order(frames, d
     np.testing.assert_array_equal(np.concatenate(whole.features), features)
     np.testing.assert_array_equal(whole.gradient_pairs, chunk.gradient_pairs)
     np.testing.assert_array_equal(np.concatenate(whole.gradient_values), values)
+
+
+def test_frames_parsed_in_a_child_process_are_those_parsed_here(tmp_path, frames):
+    first, second = tmp_path / "first.extxyz", tmp_path / "second.xyz"
+    ase.io.write(first, frames[:6])
+    ase.io.write(second, frames[-3:])
+    garbage = tmp_path / "garbage.extxyz"
+    garbage.write_text("3\nnot an extxyz comment\nthis is not a structure\n")
+    source = FrameSource([first, garbage, second])
+    for start in (Position(), Position(0, 4), Position(2, 1)):
+        here = list(source.frames(start))
+        there = list(source.frames(start, in_process=True))
+        assert [(f.file_number, f.index, f.error) for f in there] == [
+            (f.file_number, f.index, f.error) for f in here]
+        assert any(f.error for f in here) == (start.file_number < 2)
+        for a, b in zip(here, there):
+            if a.atoms is None:
+                assert b.atoms is None
+                continue
+            assert len(b.atoms) == len(a.atoms)
+            np.testing.assert_array_equal(b.atoms.numbers, a.atoms.numbers)
+            np.testing.assert_array_equal(b.atoms.positions, a.atoms.positions)
+            np.testing.assert_array_equal(b.atoms.cell, a.atoms.cell[:])
+            np.testing.assert_array_equal(b.atoms.pbc, a.atoms.pbc)
+
+
+def test_store_is_the_same_when_a_child_process_parses(tmp_path, dataset, monkeypatch):
+    here, there = tmp_path / "here.zarr", tmp_path / "there.zarr"
+    d = atomdesc.descriptor_from_hypers(HYPERS)
+    atomdesc.featurize_dataset(dataset, d, here, gradients=True, chunk_size=5, progress=False)
+    children = []
+    popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        children.append(popen(*args, **kwargs))
+        return children[-1]
+
+    monkeypatch.setattr(pipeline, "PARSE_IN_CHILD_BYTES", 0)
+    monkeypatch.setattr(subprocess, "Popen", recorded)
+    atomdesc.featurize_dataset(dataset, d, there, gradients=True, chunk_size=5, progress=False)
+    assert len(children) == 1 and children[0].returncode == 0
+    assert store_arrays(there) == store_arrays(here)
+
+    # a run that stops early (here: an invalid frame) stops its reading process
+    bad = tmp_path / "bad.extxyz"
+    iron = molecule("H2O")
+    iron.symbols[0] = "Fe"
+    ase.io.write(bad, [iron] + [molecule("H2O")] * 2000)
+    with pytest.raises(FrameReadError, match="frame 0"):
+        atomdesc.featurize_dataset(bad, d, tmp_path / "bad.zarr", chunk_size=1, progress=False)
+    assert len(children) == 2 and children[1].poll() is not None

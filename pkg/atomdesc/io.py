@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,32 +97,140 @@ class FrameSource:
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
 
-    def frames(self, start: Position = Position()) -> Iterator[Frame]:
+    def frames(self, start: Position = Position(), *, in_process: bool = False
+               ) -> Iterator[Frame]:
         """Frames in order from ``start`` on.
 
         A file that cannot be opened, or a frame that cannot be parsed, yields
         one frame with ``atoms=None`` and ``error`` set; reading then goes on
         with the next file (a parser cannot be trusted after a failure).
+
+        :param in_process: parse the files in a child Python process, which
+            sends each frame's arrays as a :class:`Structure` (numbers,
+            positions, cell, pbc) instead of an :class:`ase.Atoms`. ASE's
+            parsers are pure Python: in the child they run beside the
+            computing and writing of the pipeline instead of taking turns with
+            them for the GIL. Starting the child costs about half a second.
         """
         if self._atoms is not None:
             for index in range(start.index if start.file_number == 0 else len(self._atoms),
                                len(self._atoms)):
                 yield Frame(self._atoms[index], 0, index)
             return
-        import ase.io
+        if in_process and sys.executable:
+            yield from _frames_from_child(self.files, self.format, start)
+        else:
+            yield from _read_files(self.files, self.format, start)
 
-        for file_number in range(start.file_number, len(self.files)):
-            path = self.files[file_number]
-            first = start.index if file_number == start.file_number else 0
-            index = first
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the input files (0 for structures in memory)."""
+        return 0 if self._atoms is not None else sum(os.path.getsize(f) for f in self.files)
+
+
+class Structure:
+    """The arrays of a structure that the descriptors read (what a child process sends)."""
+
+    __slots__ = ("numbers", "positions", "cell", "pbc")
+
+    def __init__(self, numbers: Any, positions: Any, cell: Any, pbc: Any) -> None:
+        self.numbers, self.positions, self.cell, self.pbc = numbers, positions, cell, pbc
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __repr__(self) -> str:
+        return f"Structure({len(self)} atoms, pbc={list(self.pbc)})"
+
+
+def _read_files(files: list[str], format: str | None, start: Position) -> Iterator[Frame]:
+    import ase.io
+
+    for file_number in range(start.file_number, len(files)):
+        path = files[file_number]
+        first = start.index if file_number == start.file_number else 0
+        index = first
+        try:
+            frames = ase.io.iread(path, index=slice(first, None),
+                                  format=format or format_from_name(path))
+            for atoms in frames:
+                yield Frame(atoms, file_number, index)
+                index += 1
+        except Exception as exc:  # ASE raises anything from a bad file
+            yield Frame(None, file_number, index, error=_describe(exc))
+
+
+#: Frames the child process sends at a time.
+_FRAMES_PER_MESSAGE = 64
+#: What the child runs: this file, loaded on its own (it needs only the
+#: standard library and ASE, not the atomdesc package or its kernels).
+_CHILD = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location("
+          "'atomdesc_frame_reader', sys.argv[1]); module = importlib.util.module_from_spec(spec); "
+          "sys.modules[spec.name] = module; spec.loader.exec_module(module); module._serve()")
+
+
+def _frames_from_child(files: list[str], format: str | None, start: Position
+                       ) -> Iterator[Frame]:
+    """Frames parsed by a child process, in order; the child is stopped when this stops.
+
+    The pipe holds a few messages at most, so the child never runs far ahead.
+    """
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, __file__],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        pickle.dump({"files": files, "format": format,
+                     "start": (start.file_number, start.index)}, child.stdin)
+        child.stdin.close()
+        while True:
             try:
-                frames = ase.io.iread(path, index=slice(first, None),
-                                      format=self.format or format_from_name(path))
-                for atoms in frames:
-                    yield Frame(atoms, file_number, index)
-                    index += 1
-            except Exception as exc:  # ASE raises anything from a bad file
-                yield Frame(None, file_number, index, error=_describe(exc))
+                message = pickle.load(child.stdout)
+            except EOFError:
+                raise RuntimeError(f"the process reading {files[0]}{' ...' if len(files) > 1 else ''}"
+                                   f" stopped (exit code {child.wait()})") from None
+            if message is None:
+                break
+            for file_number, index, error, *arrays in message:
+                yield Frame(Structure(*arrays) if error is None else None,
+                            file_number, index, error)
+        child.wait()  # every frame is here: the child is exiting
+    finally:
+        if child.poll() is None:  # stopped early: nothing more is wanted
+            child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def _serve() -> None:
+    """The child's side: frames of the files on stdin's request, pickled to stdout."""
+    try:
+        _send_frames(pickle.load(sys.stdin.buffer), sys.stdout.buffer)
+    except BrokenPipeError:  # the parent is gone: nobody to tell
+        os._exit(1)
+
+
+def _send_frames(request: dict[str, Any], out: Any) -> None:
+    import numpy as np
+
+    message: list[tuple[Any, ...]] = []
+    for frame in _read_files(request["files"], request["format"], Position(*request["start"])):
+        record: tuple[Any, ...] = (frame.file_number, frame.index, frame.error)
+        if frame.atoms is not None:
+            try:
+                a = frame.atoms
+                record += (np.asarray(a.numbers), np.asarray(a.positions),
+                           np.asarray(a.cell[:]), np.asarray(a.pbc))
+            except Exception as exc:  # not an Atoms-like structure
+                record = (frame.file_number, frame.index, _describe(exc))
+        message.append(record)
+        if len(message) >= _FRAMES_PER_MESSAGE:
+            pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+            message = []
+    pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(None, out)
+    out.flush()
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:

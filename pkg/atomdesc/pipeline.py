@@ -49,6 +49,12 @@ PAIRS_PER_ATOM = 64
 #: no faster, and held ~55 MB more at the peak, measured with gradients.)
 APPEND_BYTES = 16 << 20
 
+#: Input files of at least this many bytes in all are parsed in a child
+#: process (:meth:`FrameSource.frames`): ASE's parsers are pure Python
+#: (extxyz: ~2 MB/s here) and would otherwise take turns for the GIL with the
+#: computing and writing; the child costs ~0.75 s to start (importing ASE).
+PARSE_IN_CHILD_BYTES = 4 << 20
+
 
 def default_chunk_atoms(n_features: int, gradients: bool, strain_gradients: bool) -> int:
     """Atoms per chunk so that one chunk's results take about :data:`CHUNK_BYTES`."""
@@ -167,6 +173,8 @@ def featurize_dataset(
     :param overwrite: recompute a store that exists (finished or not) from scratch.
     :param progress: show a progress bar; ``None`` shows it when stderr is a terminal.
     :param format: ASE format name, when it cannot be guessed from the file names.
+        Input files of 4 MB or more in all (:data:`PARSE_IN_CHILD_BYTES`) are
+        parsed by ASE in a child process, beside the computing.
     :param compressor: ``"blosc"`` (lz4, default: fast), ``"zstd"`` (smaller) or ``None``.
     :return: a :class:`DatasetSummary`.
     :raises FrameReadError: for an unreadable or invalid frame (naming the file
@@ -263,11 +271,11 @@ def featurize_dataset(
             _update_bar(bar, chunk.n_structures, int(chunk.n_atoms.sum()), started)
 
     pending: deque[tuple[Any, Any]] = deque()
+    stream = frames.frames(position, in_process=frames.nbytes >= PARSE_IN_CHILD_BYTES)
     try:
         if writer is None:
             pending.append((None, io_thread.submit(create)))
-        chunks = _chunks(frames.frames(position), chunk_size, chunk_atoms, len(frames.files),
-                         chunk_bytes)
+        chunks = _chunks(stream, chunk_size, chunk_atoms, len(frames.files), chunk_bytes)
         submitted = False
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
@@ -285,6 +293,7 @@ def featurize_dataset(
         writer = done["writer"]
         writer.finish()
     finally:
+        stream.close()  # a reading child process stops here, whatever happened
         for future, written in pending:
             written.cancel()
             runner.cancel(future)

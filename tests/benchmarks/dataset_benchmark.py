@@ -205,18 +205,42 @@ def breakdown(repeats: int) -> dict:
 
 
 _CHILD = r"""
-import json, sys, time, atomdesc
+import json, subprocess, sys, threading, time, atomdesc
 from atomdesc import examples
+
+def peak_mb(pid="self"):
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec,
+    # so a child of a large benchmark process would report the parent's
+    with open(f"/proc/{pid}/status") as f:
+        return [int(l.split()[1]) for l in f if l.startswith("VmHWM")][0] / 1024
+
+# the process that parses large inputs (atomdesc.io) is sampled while it runs
+readers, reader_peak, running = [], [0.0], [True]
+popen = subprocess.Popen
+def recorded(*args, **kwargs):
+    readers.append(popen(*args, **kwargs))
+    return readers[-1]
+subprocess.Popen = recorded
+def sample():
+    while running[0]:
+        for p in readers:
+            try:
+                reader_peak[0] = max(reader_peak[0], peak_mb(p.pid))
+            except (OSError, IndexError):
+                pass
+        time.sleep(0.02)
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+
 d = atomdesc.descriptor_from_hypers(json.loads(examples.ACSF_N2P2.read_text()))
 t = time.perf_counter()
 s = atomdesc.featurize_dataset(sys.argv[1], d, sys.argv[2], gradients=sys.argv[3] == "1",
                                progress=False)
-print(json.dumps({"seconds": time.perf_counter() - t, "atoms": s.atoms,
-                  "structures": s.structures,
-                  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec,
-                  # so a child of a large benchmark process would report the parent's
-                  "peak_rss_mb": [int(l.split()[1]) for l in open("/proc/self/status")
-                                  if l.startswith("VmHWM")][0] / 1024}))
+seconds = time.perf_counter() - t
+running[0] = False
+sampler.join()
+print(json.dumps({"seconds": seconds, "atoms": s.atoms, "structures": s.structures,
+                  "peak_rss_mb": peak_mb(), "reading_process_peak_rss_mb": reader_peak[0]}))
 """
 
 
