@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from ase.build import bulk, molecule
 from ase.db import connect
 
 import atomdesc
+import atomdesc.io
 from atomdesc import examples, pipeline
 from atomdesc.io import FrameReadError, FrameSource, Position
 from atomdesc.store import StoreWriter
@@ -223,6 +225,7 @@ def test_dask_local_cluster_gives_identical_store(tmp_path, dataset, d):
 def test_bad_file_and_bad_frame(tmp_path, frames, d, monkeypatch, parse_in_child):
     if parse_in_child:
         monkeypatch.setattr(pipeline, "PARSE_IN_CHILD_BYTES", 0)
+        monkeypatch.setattr(atomdesc.io, "_READ_WHILE_CHILD_STARTS", False)
     good = tmp_path / "good.extxyz"
     ase.io.write(good, frames[:3])
     bad_frame = tmp_path / "bad_frame.extxyz"
@@ -537,16 +540,33 @@ def test_chunk_of_mixed_structures_holds_each_structure_in_input_order(frames, d
     np.testing.assert_array_equal(np.concatenate(whole.gradient_values), values)
 
 
-def test_frames_parsed_in_a_child_process_are_those_parsed_here(tmp_path, frames):
+@pytest.mark.parametrize("read_while_child_starts", [False, True])
+def test_frames_parsed_in_a_child_process_are_those_parsed_here(tmp_path, frames, monkeypatch,
+                                                                 read_while_child_starts):
     first, second = tmp_path / "first.extxyz", tmp_path / "second.xyz"
     ase.io.write(first, frames[:6])
     ase.io.write(second, frames[-3:])
     garbage = tmp_path / "garbage.extxyz"
     garbage.write_text("3\nnot an extxyz comment\nthis is not a structure\n")
     source = FrameSource([first, garbage, second])
-    for start in (Position(), Position(0, 4), Position(2, 1)):
-        here = list(source.frames(start))
-        there = list(source.frames(start, in_process=True))
+    starts = (Position(), Position(0, 4), Position(2, 1))
+    expected = {start: list(source.frames(start)) for start in starts}
+    monkeypatch.setattr(atomdesc.io, "_READ_WHILE_CHILD_STARTS", read_while_child_starts)
+    if read_while_child_starts:
+        # the child takes over after three frames read here (whenever it is ready)
+        polls = []
+
+        def ready_after_three(readers, *args):
+            polls.append(1)
+            return (readers, [], []) if len(polls) == 3 else ([], [], [])
+
+        monkeypatch.setattr(select, "select", ready_after_three)
+        starts = (Position(),)
+    for start in starts:
+        here, there = expected[start], list(source.frames(start, in_process=True))
+        if read_while_child_starts:  # some frames read here, the others by the child
+            kinds = {type(f.atoms).__name__ for f in there if f.atoms is not None}
+            assert kinds == {"Atoms", "Structure"}
         assert [(f.file_number, f.index, f.error) for f in there] == [
             (f.file_number, f.index, f.error) for f in here]
         assert any(f.error for f in here) == (start.file_number < 2)
@@ -557,7 +577,7 @@ def test_frames_parsed_in_a_child_process_are_those_parsed_here(tmp_path, frames
             assert len(b.atoms) == len(a.atoms)
             np.testing.assert_array_equal(b.atoms.numbers, a.atoms.numbers)
             np.testing.assert_array_equal(b.atoms.positions, a.atoms.positions)
-            np.testing.assert_array_equal(b.atoms.cell, a.atoms.cell[:])
+            np.testing.assert_array_equal(b.atoms.cell[:], a.atoms.cell[:])
             np.testing.assert_array_equal(b.atoms.pbc, a.atoms.pbc)
 
 
@@ -573,6 +593,7 @@ def test_store_is_the_same_when_a_child_process_parses(tmp_path, dataset, monkey
         return children[-1]
 
     monkeypatch.setattr(pipeline, "PARSE_IN_CHILD_BYTES", 0)
+    monkeypatch.setattr(atomdesc.io, "_READ_WHILE_CHILD_STARTS", False)  # the child reads all
     monkeypatch.setattr(subprocess, "Popen", recorded)
     atomdesc.featurize_dataset(dataset, d, there, gradients=True, chunk_size=5, progress=False)
     assert len(children) == 1 and children[0].returncode == 0

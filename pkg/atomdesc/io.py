@@ -169,16 +169,40 @@ _CHILD = ("import importlib.util, sys; spec = importlib.util.spec_from_file_loca
           "sys.modules[spec.name] = module; spec.loader.exec_module(module); module._serve()")
 
 
+#: Read frames here while the child starts (POSIX: needs ``select`` on its pipe).
+_READ_WHILE_CHILD_STARTS = os.name == "posix"
+#: What the child says once it has imported ASE.
+_READY = b"R"
+
+
 def _frames_from_child(files: list[str], format: str | None, start: Position
                        ) -> Iterator[Frame]:
     """Frames parsed by a child process, in order; the child is stopped when this stops.
 
-    The pipe holds a few messages at most, so the child never runs far ahead.
+    The child takes ~0.75 s to import ASE; until it says it is ready, frames
+    are read here, and it is then asked for the frames after the last one
+    read here. The pipe holds a few messages at most, so the child never
+    runs far ahead.
     """
     child = subprocess.Popen([sys.executable, "-c", _CHILD, __file__],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert child.stdin is not None and child.stdout is not None
+        if _READ_WHILE_CHILD_STARTS:
+            import select
+
+            for frame in _read_files(files, format, start):
+                yield frame
+                # after a bad frame this file is given up, as _read_files does
+                start = (Position(frame.file_number + 1, 0) if frame.atoms is None
+                         else Position(frame.file_number, frame.index + 1))
+                if select.select([child.stdout], [], [], 0)[0]:
+                    break
+            else:
+                return  # all read here before the child was ready
+        if child.stdout.read(1) != _READY:
+            raise RuntimeError(f"the process to read {files[0]}{' ...' if len(files) > 1 else ''}"
+                               f" did not start (exit code {child.wait()})")
         pickle.dump({"files": files, "format": format,
                      "start": (start.file_number, start.index)}, child.stdin)
         child.stdin.close()
@@ -198,15 +222,20 @@ def _frames_from_child(files: list[str], format: str | None, start: Position
         if child.poll() is None:  # stopped early: nothing more is wanted
             child.kill()
         child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def _serve() -> None:
-    """The child's side: frames of the files on stdin's request, pickled to stdout."""
+    """The child's side: import ASE, say so, then send the frames asked for on stdin."""
+    import ase.io  # noqa: F401  (the slow part of starting)
+
     try:
+        sys.stdout.buffer.write(_READY)
+        sys.stdout.buffer.flush()
         _send_frames(pickle.load(sys.stdin.buffer), sys.stdout.buffer)
-    except BrokenPipeError:  # the parent is gone: nobody to tell
+    except (BrokenPipeError, EOFError):  # the parent is gone, or read everything itself
         os._exit(1)
 
 
