@@ -607,3 +607,14 @@ def test_store_is_the_same_when_a_child_process_parses(tmp_path, dataset, monkey
     with pytest.raises(FrameReadError, match="frame 0"):
         atomdesc.featurize_dataset(bad, d, tmp_path / "bad.zarr", chunk_size=1, progress=False)
     assert len(children) == 2 and children[1].poll() is not None
+
+
+def test_frames_are_read_here_when_the_child_cannot_start(tmp_path, frames, monkeypatch):
+    path = tmp_path / "frames.extxyz"
+    ase.io.write(path, frames)
+    monkeypatch.setattr(atomdesc.io, "_CHILD", "raise SystemExit(3)")
+    for read_while_child_starts in (False, True):
+        monkeypatch.setattr(atomdesc.io, "_READ_WHILE_CHILD_STARTS", read_while_child_starts)
+        got = list(FrameSource(path).frames(in_process=True))
+        assert [f.index for f in got] == list(range(len(frames)))
+        np.testing.assert_array_equal(got[-1].atoms.positions, frames[-1].positions)

@@ -201,8 +201,9 @@ def _frames_from_child(files: list[str], format: str | None, start: Position
             else:
                 return  # all read here before the child was ready
         if child.stdout.read(1) != _READY:
-            raise RuntimeError(f"the process to read {files[0]}{' ...' if len(files) > 1 else ''}"
-                               f" did not start (exit code {child.wait()})")
+            # the child could not start (e.g. ASE importable only here): read here
+            yield from _read_files(files, format, start)
+            return
         pickle.dump({"files": files, "format": format,
                      "start": (start.file_number, start.index)}, child.stdin)
         child.stdin.close()
@@ -229,6 +230,10 @@ def _frames_from_child(files: list[str], format: str | None, start: Position
 
 def _serve() -> None:
     """The child's side: import ASE, say so, then send the frames asked for on stdin."""
+    import signal
+
+    # Ctrl-C reaches the whole process group: the parent stops this child itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import ase.io  # noqa: F401  (the slow part of starting)
 
     try:
