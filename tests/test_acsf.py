@@ -252,6 +252,27 @@ def test_list_of_structures_in_parallel(triclinic, small_cell):
         np.testing.assert_array_equal(res.gradient_values, single.gradient_values)
 
 
+def test_threads_are_shared_out_over_fewer_periodic_structures(triclinic, small_cell,
+                                                                monkeypatch):
+    d = acsf(["H", "O", "Si"])
+    calls = []
+    compute_one = type(d)._compute_one
+
+    def recorded(self, atoms, **kwargs):
+        calls.append(kwargs["n_threads"])
+        return compute_one(self, atoms, **kwargs)
+
+    monkeypatch.setattr(type(d), "_compute_one", recorded)
+    (alone,) = d.compute([triclinic], gradients=True, n_threads=4)
+    pair = d.compute([triclinic, small_cell], n_threads=4)
+    many = d.compute([triclinic, small_cell, triclinic], n_threads=2)
+    # one structure: every thread on its kernel; two: two each; more than threads: one each
+    assert calls == [4, 2, 2, 1, 1, 1]
+    np.testing.assert_array_equal(alone.gradient_values,
+                                  d.compute(triclinic, gradients=True, n_threads=1).gradient_values)
+    np.testing.assert_array_equal(pair[1].features, many[1].features)
+
+
 # ------------------------------------------------------- metadata and hypers
 
 

@@ -197,11 +197,14 @@ class Descriptor(abc.ABC):
                 except (ValueError, TypeError) as exc:
                     raise _renumbered(exc, batch) from None
                 parts[-1].indices = batch
-        workers = min(n_threads or max_threads(), max(len(single), 1))
+        threads = n_threads or max_threads()
+        workers = min(threads, max(len(single), 1))
+        # fewer structures than threads: each kernel call gets a share of them
+        kernel_threads = max(threads // workers, 1)
 
         def one(k: int) -> DescriptorResult:
             try:
-                return self._compute_one(structures[k], n_threads=1, **options)
+                return self._compute_one(structures[k], n_threads=kernel_threads, **options)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"structure {k}: {exc}") from None
 
@@ -209,7 +212,7 @@ class Descriptor(abc.ABC):
             done = list(map(one, single))
         else:
             # The kernels release the GIL, so threads over structures scale;
-            # each kernel call then runs single-threaded (no oversubscription).
+            # the threads are shared out, never oversubscribed.
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 done = list(pool.map(one, single))
         parts.extend(ComputedPart([k], result) for k, result in zip(single, done))
