@@ -618,3 +618,27 @@ def test_frames_are_read_here_when_the_child_cannot_start(tmp_path, frames, monk
         got = list(FrameSource(path).frames(in_process=True))
         assert [f.index for f in got] == list(range(len(frames)))
         np.testing.assert_array_equal(got[-1].atoms.positions, frames[-1].positions)
+
+
+def test_child_process_takes_over_between_single_frame_files(tmp_path, monkeypatch):
+    """POSCAR files hold one frame, and ASE cannot start reading one at frame 1."""
+    cells = [bulk("Si", "diamond", 5.43 + 0.01 * k) for k in range(4)]
+    for k, cell in enumerate(cells):
+        ase.io.write(tmp_path / f"POSCAR_{k}", cell, format="vasp")
+    source = FrameSource(str(tmp_path / "POSCAR_*"), format="vasp")
+    # starting after a file's only frame: nothing more from it, and no error
+    assert [(f.file_number, f.index, f.error) for f in source.frames(Position(1, 1))] == [
+        (2, 0, None), (3, 0, None)]
+    polls = []
+
+    def ready_at_once(readers, *args):
+        polls.append(1)
+        return readers, [], []
+
+    monkeypatch.setattr(select, "select", ready_at_once)
+    monkeypatch.setattr(atomdesc.io, "_READ_WHILE_CHILD_STARTS", True)
+    got = list(source.frames(in_process=True))
+    assert polls == [1]  # the child took over after the first file's frame
+    assert [(f.file_number, f.index, f.error) for f in got] == [(k, 0, None) for k in range(4)]
+    for frame, cell in zip(got, cells):
+        np.testing.assert_allclose(frame.atoms.cell[:], cell.cell[:])
