@@ -318,8 +318,8 @@ def compute_chunk(
 ) -> ChunkResult:
     """Compute consecutive structures into one :class:`ChunkResult` (one task).
 
-    The chunk goes through :meth:`Descriptor.compute` as one list (molecules
-    batched, periodic structures on a pool of ``n_threads`` threads); every
+    The chunk goes through :meth:`Descriptor.compute_parts` as one list
+    (molecules batched, periodic structures sharing ``n_threads`` threads); every
     centre is computed independently, so results do not depend on where or
     how parallel the chunk runs. A structure whose input is invalid gets no
     rows and an entry in ``errors`` (the chunk is then computed structure by
@@ -343,8 +343,8 @@ def compute_chunk(
                 # molecules and periodic structures mixed: restore the input order
                 parts = _one_part_each(parts)
             if options["average"]:
-                parts = [_as_part(_reduce(r, options["average"]))
-                         for r in _results(_one_part_each(parts))]
+                parts = [_as_part(_reduce(part.result, options["average"]))
+                         for part in _one_part_each(parts)]
             return _assemble(parts, d.n_features, options)
     if n_threads > 1 and len(structures) > 1:
         pool = _POOLS.get(n_threads)
@@ -394,12 +394,8 @@ def _one_part_each(parts: list[ComputedPart]) -> list[ComputedPart]:
     return sorted(single, key=lambda part: part.indices[0])
 
 
-def _results(parts: list[ComputedPart]) -> list[DescriptorResult]:
-    return [part.result for part in parts]
-
-
 def _as_part(outcome: Any) -> Any:
-    """A structure's outcome as a part; an error message, or the atoms of a structure without rows, as it is."""
+    """A structure's result as a part of its own (an exception or an int stays as it is)."""
     return ComputedPart([0], outcome) if isinstance(outcome, DescriptorResult) else outcome
 
 
