@@ -72,3 +72,15 @@ def test_featurize_errors_are_clear(tmp_path, args, message):
     done = run_cli(*args)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_interrupted_featurize_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    from atomdesc import pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "featurize_dataset", interrupted)
+    code = main(["featurize", "--example", "-o", str(tmp_path / "out.zarr"), "-q"])
+    assert code == 130
+    assert "run the same command again to resume" in capsys.readouterr().err

@@ -106,6 +106,10 @@ def _featurize_store(args: argparse.Namespace, inputs: list[str], d: Any) -> int
         print("  (use --skip-invalid to record such frames in the store and go on; "
               "re-running resumes after the last complete chunk)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\natomdesc: interrupted; {args.output} keeps every append finished so far: "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     finally:
         if client is not None:
             client.close()
