@@ -279,14 +279,16 @@ def featurize_dataset(
     if 0 < input_bytes < PARSE_IN_CHILD_BYTES:
         stream = _read_whole(stream)
     try:
-        if writer is None:
-            pending.append((None, io_thread.submit(create)))
         chunks = _chunks(stream, chunk_size, chunk_atoms, len(frames.files), chunk_bytes)
         submitted = False
         for chunk_frames, next_position in chunks:
             good = [f.atoms for f in chunk_frames if f.atoms is not None]
             last = next_position[0] == len(frames.files)
             future = runner.submit(good, options, last) if good else None
+            if writer is None and not submitted:
+                # a new store is made while the first chunk computes, not while
+                # the input is read (its Python would wait for ASE's for the GIL)
+                pending.append((None, io_thread.submit(create)))
             pending.append((future, io_thread.submit(write, chunk_frames, next_position, future)))
             submitted = True
             while len(pending) >= runner.max_in_flight:
@@ -294,6 +296,7 @@ def featurize_dataset(
         while pending:
             pending.popleft()[1].result()
         if not submitted and writer is None:  # no input at all: an empty, complete store
+            io_thread.submit(create).result()
             write([], (len(frames.files), 0), None)
         flush()
         writer = done["writer"]
