@@ -1,6 +1,7 @@
 """The dataset pipeline: featurize many structures into a feature store.
 
-Frames are read lazily (:mod:`atomdesc.io`), grouped into chunks of
+Frames are read (:mod:`atomdesc.io`: large inputs lazily, by a child process;
+small ones whole, see :data:`PARSE_IN_CHILD_BYTES`), grouped into chunks of
 consecutive structures, computed in parallel (threads locally, or the workers
 of a ``dask.distributed.Client``) and appended to a zarr store
 (:mod:`atomdesc.store`) in input order, several computed chunks per append
