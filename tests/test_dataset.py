@@ -417,6 +417,29 @@ def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, tail, dtyp
     np.testing.assert_array_equal(zarr.open_array(str(ours / "a"), mode="r")[:], data)
 
 
+def test_only_files_holding_valid_data_are_replaced_atomically(tmp_path, monkeypatch):
+    """A file that may hold valid rows is written under a temporary name and renamed;
+    a chunk file wholly after the valid rows (and a new array's metadata) in place."""
+    from atomdesc import rowarrays
+
+    writes = []
+    write_file = rowarrays.write_file
+    monkeypatch.setattr(rowarrays, "write_file", lambda path, data, atomic=True: (
+        writes.append((path.relative_to(tmp_path).as_posix(), atomic)),
+        write_file(path, data, atomic))[-1])
+    array = rowarrays.RowArray.create(tmp_path / "a", (1000,), (8,), "int64",
+                                      rowarrays.codec_metadata("lz4", "int64"))
+    array.append([np.arange(3)])  # a new chunk, partly filled
+    array.append([np.arange(3, 20)])  # fills chunk 0 (3 valid rows), chunk 1, half of 2
+    array.resize(20)
+    assert writes == [("a/zarr.json", False), ("a/c/0", False),
+                      ("a/c/0", True), ("a/c/1", False), ("a/c/2", False),
+                      ("a/zarr.json", True)]
+    np.testing.assert_array_equal(rowarrays.RowArray(tmp_path / "a", 20)._buffer[:4],
+                                  np.arange(16, 20))
+    assert not list(tmp_path.rglob("*.partial"))
+
+
 def test_store_written_by_previous_version_opens(d):
     """A store written by atomdesc 0.1.0 (git 446f110, through zarr, Blosc with shuffle).
 

@@ -158,7 +158,8 @@ def remove_store(path: str | Path) -> None:
     shutil.rmtree(path)
 
 
-#: zarr writes every file as ``NAME.<32 hex digits>.partial`` and then renames it.
+#: zarr (and :mod:`atomdesc.rowarrays`, for a file that may hold valid data)
+#: writes a file as ``NAME.<32 hex digits>.partial`` and then renames it.
 _PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 
 

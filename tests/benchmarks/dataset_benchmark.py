@@ -44,14 +44,16 @@ def _pipeline(path: Path, d, gradients: bool, out: Path, compressor="blosc",
 
 
 def load_baseline(rev: str):
-    """``featurize_dataset`` of pipeline.py and store.py as they are at git ``rev``.
+    """``featurize_dataset`` of pipeline.py, store.py and rowarrays.py as they are at git ``rev``.
 
     The rest of atomdesc (descriptors, kernels, reading) is the current one,
     so a side-by-side run measures only what changed in the pipeline.
     """
     from revisions import load
 
-    store = load(rev, "pkg/atomdesc/store.py", "atomdesc._baseline_store", {})
+    rowarrays = load(rev, "pkg/atomdesc/rowarrays.py", "atomdesc._baseline_rowarrays", {})
+    store = load(rev, "pkg/atomdesc/store.py", "atomdesc._baseline_store",
+                 {"atomdesc.rowarrays": rowarrays})
     pipeline = load(rev, "pkg/atomdesc/pipeline.py", "atomdesc._baseline_pipeline",
                     {"atomdesc.store": store})
     return pipeline.featurize_dataset
