@@ -18,8 +18,15 @@ calling thread:
   leaves it half-written; a chunk file wholly after the valid rows, and the
   metadata of a store that records nothing yet, are written in place: a
   killed run's half of one is never read, and is overwritten on resuming.
-  Every file operation costs ~0.25 ms on an ordinary VM disk: that is most
-  of what writing a small dataset costs.
+  Every file operation costs ~0.1-0.3 ms on an ordinary VM disk: that is
+  most of what writing a small dataset costs;
+* chunk files are encoded and written on a few threads of this module
+  (:func:`chunk_writers`), never on the main thread: numcodecs lets Blosc
+  use its internal threads when called from the main thread, and those store
+  a chunk's blocks in the order they finish, so the same data would give
+  other bytes from one run to the next (still decoding to the same values).
+  On any other thread Blosc compresses on that thread, deterministically,
+  and the threads overlap encoding one chunk with writing another.
 
 Only the zarr v3 format is relied on (metadata documents, the ``default``
 chunk key encoding with ``/``, the ``bytes`` codec followed by ``blosc`` or
@@ -33,6 +40,7 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -152,6 +160,18 @@ def encoder(codecs: list[dict[str, Any]]) -> Callable[[np.ndarray], Any]:
     return codec.encode
 
 
+_CHUNK_WRITERS: ThreadPoolExecutor | None = None
+
+
+def chunk_writers() -> ThreadPoolExecutor:
+    """The threads that encode and write chunk files (made on first use, shared)."""
+    global _CHUNK_WRITERS
+    if _CHUNK_WRITERS is None:
+        _CHUNK_WRITERS = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                            thread_name_prefix="atomdesc-chunk-writer")
+    return _CHUNK_WRITERS
+
+
 class RowArray:
     """An array of a store written by appending rows after its ``length`` valid ones.
 
@@ -180,6 +200,7 @@ class RowArray:
         self._suffix = ("0",) * (len(self.shape) - 1)
         self._dirs: set[Path] = {self.path}
         self._buffer: np.ndarray | None = None
+        self._pending: list[Future[None]] = []
         filled = self.length % self.chunk_rows
         if filled:
             import zarr
@@ -201,13 +222,18 @@ class RowArray:
     def _empty(self) -> np.ndarray:
         return np.zeros((self.chunk_rows, *self.shape[1:]), dtype=self.dtype)
 
-    def append(self, pieces: Sequence[np.ndarray]) -> None:
+    def append(self, pieces: Sequence[np.ndarray], wait: bool = True) -> None:
         """Write ``pieces`` (arrays of rows, in order) after the valid rows.
 
         Whole chunks lying inside one piece are encoded from it directly; the
-        rows of every other chunk are gathered into the chunk buffer with one
+        rows of every other chunk are gathered into a chunk buffer with one
         copy (``np.concatenate`` into it).
+
+        :param wait: return once the files are written; with False, call
+            :meth:`wait` before relying on them (or appending again), and keep
+            ``pieces`` unchanged until then.
         """
+        self.wait()
         c = self.chunk_rows
         index, filled = divmod(self.length, c)  # the chunk being filled, and its rows so far
         group: list[np.ndarray] = []  # rows for that chunk after ``filled``
@@ -227,6 +253,7 @@ class RowArray:
                 if filled + count == c:
                     buffer = self._chunk_buffer()
                     np.concatenate(group, out=buffer[filled:], casting="same_kind")
+                    self._buffer = None  # it is being written: the next chunk gets another
                     self._put(index, buffer)
                     index += 1
                     group, count, filled = [], 0, 0
@@ -237,6 +264,14 @@ class RowArray:
             buffer[filled:] = 0
             self._put(index, buffer)
         self.length = index * c + filled
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Wait until the chunk files of the appends so far are written (raising their errors)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _chunk_buffer(self) -> np.ndarray:
         if self._buffer is None:
@@ -247,7 +282,10 @@ class RowArray:
         path = self.path.joinpath("c", str(index), *self._suffix)
         self._make_dir(path.parent)
         # a chunk holding rows valid before this append is replaced atomically
-        write_file(path, self.encode(chunk), atomic=index * self.chunk_rows < self.length)
+        atomic = index * self.chunk_rows < self.length
+        encode = self.encode
+        self._pending.append(chunk_writers().submit(
+            lambda: write_file(path, encode(chunk), atomic=atomic)))
 
     def _make_dir(self, path: Path) -> None:
         """Make ``path`` and its missing parents, one system call for each new directory."""
@@ -262,6 +300,7 @@ class RowArray:
 
     def resize(self, rows: int) -> None:
         """Set the length of the first axis in the metadata (chunk files are left as they are)."""
+        self.wait()
         self.meta["shape"] = [int(rows), *self.shape[1:]]
         self.shape = tuple(self.meta["shape"])
         write_json(self.path / META, self.meta)

@@ -286,10 +286,10 @@ class StoreWriter:
         rows = np.cumsum(np.concatenate([c.n_rows for c in chunks]), dtype=np.int64)
         file_index = np.asarray(frames, dtype=np.int64).reshape(-1, 2)
         a = self.arrays
-        a["features"].append([block for c in chunks for block in c.features])
-        a["centers"].append([c.centers for c in chunks])
-        a["offsets"].append([r0 + rows if s0 else np.r_[0, rows]])
-        a["structures"].append([np.column_stack([n_atoms, file_index])])
+        a["features"].append([block for c in chunks for block in c.features], wait=False)
+        a["centers"].append([c.centers for c in chunks], wait=False)
+        a["offsets"].append([r0 + rows if s0 else np.r_[0, rows]], wait=False)
+        a["structures"].append([np.column_stack([n_atoms, file_index])], wait=False)
         n_pairs = 0
         if self.gradients:
             pairs, start = [], r0
@@ -299,13 +299,17 @@ class StoreWriter:
                 local[:, 0] += start
                 pairs.append(local)
                 start += c.rows
-            a["gradient_pairs"].append(pairs)
-            a["gradient_values"].append([b for c in chunks for b in c.gradient_values or []])
+            a["gradient_pairs"].append(pairs, wait=False)
+            a["gradient_values"].append([b for c in chunks for b in c.gradient_values or []],
+                                        wait=False)
             ends = np.cumsum(np.concatenate([c.n_pairs for c in chunks]), dtype=np.int64)
             n_pairs = int(ends[-1]) if len(ends) else 0
-            a["gradient_offsets"].append([q0 + ends if s0 else np.r_[0, ends]])
+            a["gradient_offsets"].append([q0 + ends if s0 else np.r_[0, ends]], wait=False)
         if self.strain_gradients:
-            a["strain_gradients"].append([b for c in chunks for b in c.strain_gradients or []])
+            a["strain_gradients"].append([b for c in chunks for b in c.strain_gradients or []],
+                                         wait=False)
+        for array in a.values():  # their chunk files are written on other threads
+            array.wait()
         # Only now, with every array written, do the chunks count.
         p.chunks += 1
         p.structures = s0 + len(n_atoms)
