@@ -534,6 +534,35 @@ def test_killed_process_resumes_to_the_same_store(tmp_path, dataset):
 
 
 
+def test_last_chunk_gets_the_threads_no_other_chunk_uses(d, monkeypatch):
+    """The last chunk runs on every idle thread, never on cores another chunk is using."""
+    import threading
+
+    started, release, threads = threading.Event(), threading.Event(), {}
+
+    def compute_chunk(descriptor, structures, options, n_threads=1):
+        threads[structures[0]] = n_threads
+        if structures[0] == "first":
+            started.set()
+            assert release.wait(10)
+        return n_threads
+
+    monkeypatch.setattr(pipeline, "compute_chunk", compute_chunk)
+    runner = pipeline._LocalRunner(d, 3)
+    try:
+        first = runner.submit(["first"], {}, last=False)
+        assert started.wait(10)
+        assert runner.submit(["last, beside another"], {}, last=True).result() == 2
+        release.set()
+        first.result()
+        assert runner.submit(["last, alone"], {}, last=True).result() == 3
+        assert runner.submit(["not last"], {}, last=False).result() == 1
+    finally:
+        release.set()
+        runner.close()
+    assert threads["first"] == 1
+
+
 def test_chunks_close_at_the_atoms_or_the_estimated_bytes():
     from atomdesc.io import Frame
 
