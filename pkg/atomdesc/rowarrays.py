@@ -164,10 +164,15 @@ _CHUNK_WRITERS: ThreadPoolExecutor | None = None
 
 
 def chunk_writers() -> ThreadPoolExecutor:
-    """The threads that encode and write chunk files (made on first use, shared)."""
+    """The threads that encode and write chunk files (made on first use, shared).
+
+    Two: they keep up with the thread gathering the chunks' rows (one, two
+    and four wrote the bundled example's gradients in the same time here,
+    four with more CPU).
+    """
     global _CHUNK_WRITERS
     if _CHUNK_WRITERS is None:
-        _CHUNK_WRITERS = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+        _CHUNK_WRITERS = ThreadPoolExecutor(max_workers=2,
                                             thread_name_prefix="atomdesc-chunk-writer")
     return _CHUNK_WRITERS
 
@@ -200,6 +205,7 @@ class RowArray:
         self._suffix = ("0",) * (len(self.shape) - 1)
         self._dirs: set[Path] = {self.path}
         self._buffer: np.ndarray | None = None
+        self._spare: list[np.ndarray] = []  # chunk buffers written and free again
         self._pending: list[Future[None]] = []
         filled = self.length % self.chunk_rows
         if filled:
@@ -254,7 +260,7 @@ class RowArray:
                     buffer = self._chunk_buffer()
                     np.concatenate(group, out=buffer[filled:], casting="same_kind")
                     self._buffer = None  # it is being written: the next chunk gets another
-                    self._put(index, buffer)
+                    self._put(index, buffer, reuse=True)
                     index += 1
                     group, count, filled = [], 0, 0
         if count:
@@ -275,17 +281,25 @@ class RowArray:
 
     def _chunk_buffer(self) -> np.ndarray:
         if self._buffer is None:
-            self._buffer = self._empty()
+            # a buffer already written to keeps its pages (a new one faults them in)
+            self._buffer = self._spare.pop() if self._spare else self._empty()
         return self._buffer
 
-    def _put(self, index: int, chunk: np.ndarray) -> None:
+    def _put(self, index: int, chunk: np.ndarray, reuse: bool = False) -> None:
+        """Have chunk ``index`` encoded and written; ``reuse``: ``chunk`` is a buffer to
+        use again once written."""
         path = self.path.joinpath("c", str(index), *self._suffix)
         self._make_dir(path.parent)
         # a chunk holding rows valid before this append is replaced atomically
         atomic = index * self.chunk_rows < self.length
-        encode = self.encode
-        self._pending.append(chunk_writers().submit(
-            lambda: write_file(path, encode(chunk), atomic=atomic)))
+        encode, spare = self.encode, self._spare
+
+        def write() -> None:
+            write_file(path, encode(chunk), atomic=atomic)
+            if reuse:
+                spare.append(chunk)
+
+        self._pending.append(chunk_writers().submit(write))
 
     def _make_dir(self, path: Path) -> None:
         """Make ``path`` and its missing parents, one system call for each new directory."""
