@@ -443,6 +443,39 @@ def test_only_files_holding_valid_data_are_replaced_atomically(tmp_path, monkeyp
     assert not list(tmp_path.rglob("*.partial"))
 
 
+def test_failed_chunk_write_records_nothing_and_leaves_no_write_running(tmp_path, d, frames,
+                                                                        monkeypatch):
+    import threading
+    import time
+
+    from atomdesc import rowarrays
+
+    options = pipeline._check_options(d, True, False, None, None)
+    chunk = pipeline.compute_chunk(d, frames[:4], options)
+    writer = StoreWriter.create(tmp_path / "s.zarr", n_features=d.n_features, attrs={},
+                                gradients=True, strain_gradients=False)
+    running, lock = [0], threading.Lock()
+    write_file = rowarrays.write_file
+
+    def failing(path, data, atomic=True):
+        with lock:
+            running[0] += 1
+        try:
+            if "features" in path.parts:
+                raise OSError(28, "No space left on device")
+            time.sleep(0.05)  # the other arrays' files are still being written
+            write_file(path, data, atomic)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(rowarrays, "write_file", failing)
+    with pytest.raises(OSError, match="No space left"):
+        writer.append(chunk, [(0, i) for i in range(4)], (0, 4), [])
+    assert running[0] == 0
+    assert writer.progress.chunks == 0 and writer.progress.structures == 0
+
+
 def test_chunk_files_are_the_same_bytes_every_time(tmp_path, monkeypatch):
     """Blosc's internal threads (numcodecs uses them on the main thread) store a chunk's
     blocks in the order they finish; the store's files must not depend on that."""

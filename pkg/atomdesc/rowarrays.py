@@ -41,6 +41,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from pathlib import Path
 from typing import Any, Callable
 
@@ -274,8 +275,10 @@ class RowArray:
             self.wait()
 
     def wait(self) -> None:
-        """Wait until the chunk files of the appends so far are written (raising their errors)."""
+        """Wait until every chunk file of the appends so far is written, then raise the
+        first error (none is left writing after an error is raised)."""
         pending, self._pending = self._pending, []
+        wait_for(pending)
         for future in pending:
             future.result()
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,8 +308,7 @@ class StoreWriter:
         if self.strain_gradients:
             a["strain_gradients"].append([b for c in chunks for b in c.strain_gradients or []],
                                          wait=False)
-        for array in a.values():  # their chunk files are written on other threads
-            array.wait()
+        _wait_all(a.values())  # their chunk files are written on other threads
         # Only now, with every array written, do the chunks count.
         p.chunks += 1
         p.structures = s0 + len(n_atoms)
@@ -344,6 +343,18 @@ class StoreWriter:
     def _save_progress(self) -> None:
         self.group_meta["attributes"]["progress"] = self.progress.to_json()
         write_json(self.path / META, self.group_meta, compact=True)
+
+
+def _wait_all(arrays: Iterable[RowArray]) -> None:
+    """Wait for the files of every array, then raise the first error."""
+    errors = []
+    for array in arrays:
+        try:
+            array.wait()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def _valid_lengths(p: Progress) -> dict[str, int]:
