@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import select
 import subprocess
 import sys
@@ -313,6 +314,16 @@ def test_in_memory_structures_and_empty_input(tmp_path, d):
     summary = atomdesc.featurize_dataset(empty, d, tmp_path / "e.zarr", progress=False,
                                          skip_invalid=True)
     assert summary.structures == 0
+
+
+def test_progress_bar_counts_structures_and_atoms_per_second(tmp_path, dataset, frames, d,
+                                                             capsys):
+    atomdesc.featurize_dataset(dataset, d, tmp_path / "bar.zarr", progress=True, chunk_size=5)
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
+    assert f"{len(frames)}/" not in bar and f"{len(frames)} structures" in bar  # no total: lazy
+    assert re.search(r"[\d,]+ atoms/s", bar), bar
+    atomdesc.featurize_dataset(dataset, d, tmp_path / "quiet.zarr")  # stderr not a terminal
+    assert capsys.readouterr().err == ""
 
 
 def test_store_refuses_to_delete_other_directories(tmp_path, dataset, d):
