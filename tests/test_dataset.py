@@ -139,7 +139,7 @@ def test_resume_after_interruption(tmp_path, dataset, frames, d, monkeypatch):
     np.testing.assert_array_equal(partial[7].features, atomdesc.open_features(reference)[7].features)
     # a run killed mid-write (kill -9) leaves zarr's temporary files: resuming removes them
     leftovers = [out / "zarr.0123456789abcdef0123456789abcdef.partial",
-                 out / "gradient_values" / "c" / "0" / "0" / "0.fedcba9876543210fedcba9876543210.partial"]
+                 out / "gradient_values" / "c.0.0.0.fedcba9876543210fedcba9876543210.partial"]
     for p in leftovers:
         p.write_bytes(b"half a chunk")
 
@@ -383,9 +383,10 @@ BLOSC_SHUFFLE = {"name": "blosc", "configuration": {"typesize": 8, "cname": "lz4
                                                     "shuffle": "shuffle", "blocksize": 0}}
 
 
-@pytest.mark.parametrize("compressor", ["lz4", "zstd", None, "blosc-shuffle"])
+@pytest.mark.parametrize("compressor, separator", [("lz4", "."), ("zstd", "."), (None, "."),
+                                                   ("blosc-shuffle", "/"), ("lz4", "/")])
 @pytest.mark.parametrize("tail, dtype", [((), "int64"), ((2,), "int64"), ((3, 5), "float64")])
-def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, tail, dtype):
+def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, separator, tail, dtype):
     """The store is written without zarr: every file must be byte for byte zarr's own.
 
     If this fails after a zarr or numcodecs upgrade, ``atomdesc.rowarrays``
@@ -406,7 +407,14 @@ def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, tail, dtyp
     ours = tmp_path / "ours.zarr"
     ours.mkdir()
     rowarrays.write_json(ours / "zarr.json", rowarrays.group_metadata({"x": [1.5, "a"]}))
-    array = rowarrays.RowArray.create(ours / "a", (1000, *tail), (8, *tail), dtype, codecs)
+    meta = rowarrays.array_metadata((1000, *tail), (8, *tail), dtype, codecs, separator)
+    if separator == ".":
+        array = rowarrays.RowArray.create(ours / "a", (1000, *tail), (8, *tail), dtype, codecs)
+        assert array.meta == meta
+    else:  # an array of an earlier store (chunk files in directories), appended to
+        (ours / "a").mkdir()
+        rowarrays.write_json(ours / "a" / "zarr.json", meta)
+        array = rowarrays.RowArray(ours / "a", 0)
     # appends of every kind: inside a chunk, across chunks, several pieces, whole chunks
     array.append([data[:3]])
     array.append([data[3:5], data[5:20]])
@@ -417,10 +425,10 @@ def test_row_arrays_write_the_files_zarr_writes(tmp_path, compressor, tail, dtyp
 
     theirs = tmp_path / "theirs.zarr"
     group = zarr.open_group(str(theirs), mode="w", zarr_format=3, attributes={"x": [1.5, "a"]})
-    meta = ArrayV3Metadata.from_dict(rowarrays.array_metadata((1000, *tail), (8, *tail),
-                                                              dtype, codecs))
+    meta = ArrayV3Metadata.from_dict(meta)
     z = group.create_array("a", shape=meta.shape, chunks=(8, *tail), dtype=dtype,
                            compressors=meta.codecs[1:] or None, fill_value=0,
+                           chunk_key_encoding={"name": "default", "separator": separator},
                            config={"write_empty_chunks": True})
     z[:45] = data
     z.resize((45, *tail))
@@ -446,8 +454,8 @@ def test_only_files_holding_valid_data_are_replaced_atomically(tmp_path, monkeyp
     array.append([np.arange(3, 20)])  # fills chunk 0 (3 valid rows), chunk 1, half of 2
     each.append(set(writes) - set().union(*each))  # (files are written on several threads)
     array.resize(20)
-    assert each == [{("a/zarr.json", False), ("a/c/0", False)},
-                    {("a/c/0", True), ("a/c/1", False), ("a/c/2", False)}]
+    assert each == [{("a/zarr.json", False), ("a/c.0", False)},
+                    {("a/c.0", True), ("a/c.1", False), ("a/c.2", False)}]
     assert writes[-1] == ("a/zarr.json", True) and len(writes) == 6
     np.testing.assert_array_equal(rowarrays.RowArray(tmp_path / "a", 20)._buffer[:4],
                                   np.arange(16, 20))
@@ -504,7 +512,7 @@ def test_chunk_files_are_the_same_bytes_every_time(tmp_path, monkeypatch):
         array = rowarrays.RowArray.create(tmp_path / str(run), (1 << 20, 3, 40), (4096, 3, 40),
                                           "float64", rowarrays.codec_metadata("lz4", "float64"))
         array.append([data])
-        files.add((tmp_path / str(run) / "c" / "0" / "0" / "0").read_bytes())
+        files.add((tmp_path / str(run) / "c.0.0.0").read_bytes())
     assert len(files) == 1
 
 

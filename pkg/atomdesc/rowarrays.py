@@ -112,15 +112,20 @@ def codec_metadata(compressor: str | None, dtype: Any) -> list[dict[str, Any]]:
 
 
 def array_metadata(shape: Sequence[int], chunks: Sequence[int], dtype: Any,
-                   codecs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``zarr.json`` of a zarr v3 array (fill value 0), as zarr writes it."""
+                   codecs: list[dict[str, Any]], separator: str = ".") -> dict[str, Any]:
+    """The ``zarr.json`` of a zarr v3 array (fill value 0), as zarr writes it.
+
+    ``separator`` of the chunk keys: ``"."`` puts the chunk files side by side
+    (``c.0.0``); with ``"/"`` (earlier atomdesc stores, still appended to)
+    every chunk needed directories of its own, ~0.2 ms each to make here.
+    """
     dtype = np.dtype(dtype)
     return {
         "shape": [int(n) for n in shape],
         "data_type": dtype.name,
         "chunk_grid": {"name": "regular",
                        "configuration": {"chunk_shape": [int(n) for n in chunks]}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": separator}},
         "fill_value": 0.0 if dtype.kind == "f" else 0,
         "codecs": codecs,
         "attributes": {},
@@ -197,8 +202,9 @@ class RowArray:
         chunk_tail = tuple(self.meta["chunk_grid"]["configuration"]["chunk_shape"][1:])
         if chunk_tail != self.shape[1:]:
             raise ValueError(f"{self.path}: chunks must span all but the first axis")
-        if self.meta["chunk_key_encoding"] != {"name": "default",
-                                               "configuration": {"separator": "/"}}:
+        encoding = self.meta["chunk_key_encoding"]
+        self._separator = encoding.get("configuration", {}).get("separator", "/")
+        if encoding.get("name") != "default" or self._separator not in "/.":
             raise ValueError(f"{self.path}: cannot append with this chunk key encoding")
         self.dtype = np.dtype(self.meta["data_type"])
         self.encode = encoder(self.meta["codecs"])
@@ -291,7 +297,8 @@ class RowArray:
     def _put(self, index: int, chunk: np.ndarray, reuse: bool = False) -> None:
         """Have chunk ``index`` encoded and written; ``reuse``: ``chunk`` is a buffer to
         use again once written."""
-        path = self.path.joinpath("c", str(index), *self._suffix)
+        key = self._separator.join(("c", str(index), *self._suffix))
+        path = self.path / key
         self._make_dir(path.parent)
         # a chunk holding rows valid before this append is replaced atomically
         atomic = index * self.chunk_rows < self.length
