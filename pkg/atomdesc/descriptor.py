@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +46,42 @@ def max_threads() -> int:
     from . import kernels  # loading the kernels is left to the first use
 
     return kernels.max_threads()
+
+
+#: Whether a kernel call of this process asked for more than one thread (so
+#: libgomp may have started its threads), and whether the process is a child
+#: forked after that: libgomp's threads do not survive ``fork``, and a
+#: parallel region in the child waits for them forever.
+_openmp = {"started": False, "lost": False}
+
+
+def _after_fork_in_child() -> None:
+    _openmp["lost"] = _openmp["started"]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def kernel_threads(n_threads: int) -> int:
+    """Threads for one kernel call: ``n_threads`` (0: the default), one in a forked child.
+
+    A process forked after its kernels ran on several threads (e.g. a
+    ``multiprocessing`` worker started with the ``fork`` method) computes on
+    one thread, with a warning, instead of hanging.
+    """
+    if _openmp["lost"]:
+        if _openmp["lost"] is True:
+            _openmp["lost"] = "warned"
+            warnings.warn(
+                "atomdesc: this process was forked after its kernels ran OpenMP threads, which "
+                "do not survive fork; the kernels run on one thread here (start worker "
+                "processes with the 'spawn' or 'forkserver' method to keep them)",
+                RuntimeWarning, stacklevel=3)
+        return 1
+    if n_threads != 1:
+        _openmp["started"] = True
+    return n_threads
 
 
 def normalise_species(species: Iterable[str | int]) -> list[str]:
@@ -274,7 +312,8 @@ class Descriptor(abc.ABC):
                     raise ValueError(f"structure {index}: {exc}") from None
             rows = np.concatenate([c + a for c, a in zip(local, atom_start)])
         merged = self.compute_system(system, rows, gradients=gradients,
-                                     strain_gradients=strain_gradients, n_threads=n_threads)
+                                     strain_gradients=strain_gradients,
+                                     n_threads=kernel_threads(n_threads))
         return ComputedPart(list(range(len(molecules))), merged, local, atom_start)
 
     def _compute_one(
@@ -286,7 +325,7 @@ class Descriptor(abc.ABC):
         rows = check_centers(centers, len(system))
         return self.compute_system(
             system, rows, gradients=gradients, strain_gradients=strain_gradients,
-            n_threads=n_threads,
+            n_threads=kernel_threads(n_threads),
         )
 
     @abc.abstractmethod

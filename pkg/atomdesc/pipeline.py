@@ -13,6 +13,7 @@ records how far it got; running the same call again resumes there.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -322,6 +323,8 @@ def featurize_dataset(
 
 _DESCRIPTORS: dict[str, Descriptor] = {}
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+if hasattr(os, "register_at_fork"):  # a forked child has none of the pools' threads
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def compute_chunk(

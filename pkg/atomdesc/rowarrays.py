@@ -169,6 +169,16 @@ def encoder(codecs: list[dict[str, Any]]) -> Callable[[np.ndarray], Any]:
 _CHUNK_WRITERS: ThreadPoolExecutor | None = None
 
 
+def _forget_chunk_writers() -> None:
+    """In a forked child: the pool's threads did not come along; a new pool is made."""
+    global _CHUNK_WRITERS
+    _CHUNK_WRITERS = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_chunk_writers)
+
+
 def chunk_writers() -> ThreadPoolExecutor:
     """The threads that encode and write chunk files (made on first use, shared).
 
