@@ -49,14 +49,16 @@ def max_threads() -> int:
 
 
 #: Whether a kernel call of this process asked for more than one thread (so
-#: libgomp may have started its threads), and whether the process is a child
-#: forked after that: libgomp's threads do not survive ``fork``, and a
-#: parallel region in the child waits for them forever.
-_openmp = {"started": False, "lost": False}
+#: libgomp may have started its threads), whether the process is a child
+#: forked after that (libgomp's threads do not survive ``fork``, and a
+#: parallel region in the child waits for them forever), and whether that
+#: was said.
+_openmp = {"started": False, "lost": False, "warned": False}
 
 
 def _after_fork_in_child() -> None:
     _openmp["lost"] = _openmp["started"]
+    _openmp["warned"] = False
 
 
 if hasattr(os, "register_at_fork"):
@@ -71,13 +73,13 @@ def kernel_threads(n_threads: int) -> int:
     one thread, with a warning, instead of hanging.
     """
     if _openmp["lost"]:
-        if _openmp["lost"] is True:
-            _openmp["lost"] = "warned"
+        if not _openmp["warned"]:
+            _openmp["warned"] = True
             warnings.warn(
                 "atomdesc: this process was forked after its kernels ran OpenMP threads, which "
                 "do not survive fork; the kernels run on one thread here (start worker "
                 "processes with the 'spawn' or 'forkserver' method to keep them)",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning, stacklevel=4)  # compute()'s caller, for one structure
         return 1
     if n_threads != 1:
         _openmp["started"] = True

@@ -20,7 +20,7 @@ calling thread:
   killed run's half of one is never read, and is overwritten on resuming.
   Every file operation costs ~0.1-0.3 ms on an ordinary VM disk: that is
   most of what writing a small dataset costs;
-* chunk files are encoded and written on a few threads of this module
+* chunk files are encoded and written on two threads of this module
   (:func:`chunk_writers`), never on the main thread: numcodecs lets Blosc
   use its internal threads when called from the main thread, and those store
   a chunk's blocks in the order they finish, so the same data would give
@@ -29,7 +29,7 @@ calling thread:
   and the threads overlap encoding one chunk with writing another.
 
 Only the zarr v3 format is relied on (metadata documents, the ``default``
-chunk key encoding with ``/``, the ``bytes`` codec followed by ``blosc`` or
+chunk key encoding with ``.`` (or ``/``, earlier stores), the ``bytes`` codec followed by ``blosc`` or
 ``zstd``), not zarr's internals; ``tests/test_dataset.py`` checks that the
 files written here are byte for byte those zarr writes for the same data.
 """
