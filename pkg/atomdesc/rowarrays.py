@@ -29,8 +29,8 @@ calling thread:
   and the threads overlap encoding one chunk with writing another.
 
 Only the zarr v3 format is relied on (metadata documents, the ``default``
-chunk key encoding with ``.`` (or ``/``, earlier stores), the ``bytes`` codec followed by ``blosc`` or
-``zstd``), not zarr's internals; ``tests/test_dataset.py`` checks that the
+chunk key encoding with ``.`` (or ``/``, earlier stores), the ``bytes`` codec
+followed by ``blosc`` or ``zstd``), not zarr's internals; ``tests/test_dataset.py`` checks that the
 files written here are byte for byte those zarr writes for the same data.
 """
 
@@ -52,7 +52,8 @@ META = "zarr.json"
 
 
 def write_file(path: Path, data: Any, atomic: bool = True) -> None:
-    """Write ``data`` (bytes-like) to ``path``: atomically (temporary file, then rename) or in place."""
+    """Write ``data`` (bytes-like) to ``path``: atomically (a temporary file, then
+    renamed) or in place."""
     if not atomic:
         with open(path, "wb") as f:
             f.write(data)
