@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
-import os
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,9 +33,11 @@ class ComputedPart:
     molecules: list[np.ndarray] | None = None
     atom_start: np.ndarray | None = None
 
-    def split(self) -> list[DescriptorResult]:
-        """One result per molecule."""
-        assert self.molecules is not None and self.atom_start is not None
+    def results(self) -> list[DescriptorResult]:
+        """One result per structure of the part (a batch is split into its molecules)."""
+        if self.molecules is None:
+            return [self.result]
+        assert self.atom_start is not None
         return self.result.split(self.molecules, self.atom_start)
 
 
@@ -48,42 +48,11 @@ def max_threads() -> int:
     return kernels.max_threads()
 
 
-#: Whether a kernel call of this process asked for more than one thread (so
-#: libgomp may have started its threads), whether the process is a child
-#: forked after that (libgomp's threads do not survive ``fork``, and a
-#: parallel region in the child waits for them forever), and whether that
-#: was said.
-_openmp = {"started": False, "lost": False, "warned": False}
+def _call_threads(n_threads: int) -> int:
+    """Threads for one kernel call (see :func:`atomdesc.kernels.call_threads`)."""
+    from . import kernels
 
-
-def _after_fork_in_child() -> None:
-    _openmp["lost"] = _openmp["started"]
-    _openmp["warned"] = False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def kernel_threads(n_threads: int) -> int:
-    """Threads for one kernel call: ``n_threads`` (0: the default), one in a forked child.
-
-    A process forked after its kernels ran on several threads (e.g. a
-    ``multiprocessing`` worker started with the ``fork`` method) computes on
-    one thread, with a warning, instead of hanging.
-    """
-    if _openmp["lost"]:
-        if not _openmp["warned"]:
-            _openmp["warned"] = True
-            warnings.warn(
-                "atomdesc: this process was forked after its kernels ran OpenMP threads, which "
-                "do not survive fork; the kernels run on one thread here (start worker "
-                "processes with the 'spawn' or 'forkserver' method to keep them)",
-                RuntimeWarning, stacklevel=4)  # compute()'s caller, for one structure
-        return 1
-    if n_threads != 1:
-        _openmp["started"] = True
-    return n_threads
+    return kernels.call_threads(n_threads)
 
 
 def normalise_species(species: Iterable[str | int]) -> list[str]:
@@ -200,8 +169,7 @@ class Descriptor(abc.ABC):
         results: list[DescriptorResult | None] = [None] * len(structures)
         for part in self.compute_parts(structures, centers, gradients, strain_gradients,
                                        n_threads=n_threads):
-            pieces = part.split() if part.molecules is not None else [part.result]
-            for k, result in zip(part.indices, pieces):
+            for k, result in zip(part.indices, part.results()):
                 result.hypers = hypers
                 results[k] = result
         return results  # type: ignore[return-value]
@@ -240,11 +208,11 @@ class Descriptor(abc.ABC):
         threads = n_threads or max_threads()
         workers = min(threads, max(len(single), 1))
         # fewer structures than threads: each kernel call gets a share of them
-        kernel_threads = max(threads // workers, 1)
+        per_call = max(threads // workers, 1)
 
         def one(k: int) -> DescriptorResult:
             try:
-                return self._compute_one(structures[k], n_threads=kernel_threads, **options)
+                return self._compute_one(structures[k], n_threads=per_call, **options)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"structure {k}: {exc}") from None
 
@@ -315,7 +283,7 @@ class Descriptor(abc.ABC):
             rows = np.concatenate([c + a for c, a in zip(local, atom_start)])
         merged = self.compute_system(system, rows, gradients=gradients,
                                      strain_gradients=strain_gradients,
-                                     n_threads=kernel_threads(n_threads))
+                                     n_threads=_call_threads(n_threads))
         return ComputedPart(list(range(len(molecules))), merged, local, atom_start)
 
     def _compute_one(
@@ -327,7 +295,7 @@ class Descriptor(abc.ABC):
         rows = check_centers(centers, len(system))
         return self.compute_system(
             system, rows, gradients=gradients, strain_gradients=strain_gradients,
-            n_threads=kernel_threads(n_threads),
+            n_threads=_call_threads(n_threads),
         )
 
     @abc.abstractmethod

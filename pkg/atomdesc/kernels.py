@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -120,6 +121,44 @@ fortran = extension.kernels
 def max_threads() -> int:
     """Threads the kernels use by default (``OMP_NUM_THREADS`` or the cores)."""
     return int(fortran.max_threads())
+
+
+#: Whether a kernel call of this process asked for more than one thread (so
+#: libgomp may have started its threads), whether the process is a child
+#: forked after that (libgomp's threads do not survive ``fork``, and a
+#: parallel region in the child waits for them forever), and whether that
+#: was said.
+_openmp = {"started": False, "lost": False, "warned": False}
+
+
+def _after_fork_in_child() -> None:
+    _openmp["lost"] = _openmp["started"]
+    _openmp["warned"] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def call_threads(n_threads: int) -> int:
+    """Threads for one kernel call: ``n_threads`` (0: the default), one in a forked child.
+
+    A process forked after its kernels ran on several threads (e.g. a
+    ``multiprocessing`` worker started with the ``fork`` method) computes on
+    one thread, with a warning, instead of hanging.
+    """
+    if _openmp["lost"]:
+        if not _openmp["warned"]:
+            _openmp["warned"] = True
+            warnings.warn(
+                "atomdesc: this process was forked after its kernels ran OpenMP threads, which "
+                "do not survive fork; the kernels run on one thread here (start worker "
+                "processes with the 'spawn' or 'forkserver' method to keep them)",
+                RuntimeWarning, stacklevel=5)  # compute()'s caller, for one structure
+        return 1
+    if n_threads != 1:
+        _openmp["started"] = True
+    return n_threads
 
 
 def info() -> dict[str, Any]:

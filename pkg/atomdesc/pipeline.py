@@ -160,7 +160,7 @@ def featurize_dataset(
     :param center_species: describe only atoms of these species.
     :param n_threads: local threads (default: ``OMP_NUM_THREADS`` or the cores);
         each computes one chunk at a time, with one kernel thread (the last
-        chunk, which the run waits for, with all of them).
+        chunk, which the run waits for, with those no other chunk is using).
     :param chunk_size: most structures per chunk (the unit of work; default 10 000).
     :param chunk_atoms: a chunk is closed when it holds this many atoms; by
         default when it holds :data:`COMPUTE_ATOMS` (512), or earlier when its
@@ -404,8 +404,7 @@ def _reduce(result: Any, how: str) -> Any:
 def _one_part_each(parts: list[ComputedPart]) -> list[ComputedPart]:
     """Parts of one structure each, in input order."""
     single = [ComputedPart([k], r) for part in parts
-              for k, r in zip(part.indices,
-                              part.split() if part.molecules is not None else [part.result])]
+              for k, r in zip(part.indices, part.results())]
     return sorted(single, key=lambda part: part.indices[0])
 
 

@@ -308,9 +308,10 @@ class RowArray:
     def _put(self, index: int, chunk: np.ndarray, reuse: bool = False) -> None:
         """Have chunk ``index`` encoded and written; ``reuse``: ``chunk`` is a buffer to
         use again once written."""
-        key = self._separator.join(("c", str(index), *self._suffix))
-        path = self.path / key
-        self._make_dir(path.parent)
+        path = self.path / self._separator.join(("c", str(index), *self._suffix))
+        if path.parent not in self._dirs:  # stores with "/" keys only
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
         # a chunk holding rows valid before this append is replaced atomically
         atomic = index * self.chunk_rows < self.length
         encode, spare = self.encode, self._spare
@@ -321,17 +322,6 @@ class RowArray:
                 spare.append(chunk)
 
         self._pending.append(chunk_writers().submit(write))
-
-    def _make_dir(self, path: Path) -> None:
-        """Make ``path`` and its missing parents, one system call for each new directory."""
-        if path in self._dirs:
-            return
-        self._make_dir(path.parent)
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            pass
-        self._dirs.add(path)
 
     def resize(self, rows: int) -> None:
         """Set the length of the first axis in the metadata (chunk files are left as they are)."""
