@@ -72,13 +72,14 @@ contains
   !> SOAP family: kind 0 = spherical expansion, 1 = power spectrum, 2 = bispectrum.
   !> feat(nf, nc); grad(nf, 3, nslots); strain(nf, 3, 3, nsc), strain(f, y, x, i) =
   !> dF_f(i) / d eps_xy, every element written (their contents on entry are never
-  !> read). nf must be the number of columns of fmap (kind 1, 2) or of the
+  !> read), or with zeroed (kind 1) all zero on entry and only the features of
+  !> channels present around each centre written. nf must be the number of columns of fmap (kind 1, 2) or of the
   !> coefficients (kind 0); pass nslots = 0 / nsc = 0 to skip.
   !> See soap.f90 for the radial table and the feature map.
   subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
                   centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, nchan, fmap, ffac, &
-                  ct_start, ct_m, ct_val, want_grad, want_strain, nthreads, feat, grad, strain, &
-                  nf, nslots, nsc, nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz)
+                  ct_start, ct_m, ct_val, want_grad, want_strain, zeroed, nthreads, feat, grad, &
+                  strain, nf, nslots, nsc, nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz)
     !f2py threadsafe
     !f2py integer intent(hide), depend(centre_slot) :: nc = len(centre_slot)
     !f2py integer intent(hide), depend(dist) :: ne = len(dist)
@@ -99,13 +100,13 @@ contains
     integer(c_int), intent(in) :: chan(nsp), fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
     real(c_double), intent(in) :: vec(3, ne), dist(ne), sw(nsp), self_c(nmax)
     real(c_double), intent(in) :: rtab(nfun, 2, ntab), rmax, ffac(nfm), ct_val(nnz)
-    logical, intent(in) :: want_grad, want_strain
+    logical, intent(in) :: want_grad, want_strain, zeroed
     real(c_double), intent(inout) :: feat(nf, nc), grad(nf, 3, nslots), strain(nf, 3, 3, nsc)
 
     call soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                       slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, &
                       nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
-                      want_strain .and. nsc > 0, nthreads, feat, grad, strain)
+                      want_strain .and. nsc > 0, zeroed, nthreads, feat, grad, strain)
   end subroutine soap
 
   !> Invariants (kind 1, 2) of given coefficients c(nlm, nmax, nchan) and their

@@ -12,6 +12,10 @@
 ! feat, grad and strain arrive uninitialised (np.empty) and every element is
 ! written: all features of each centre, each gradient slot zeroed by the centre
 ! that owns it just before it adds to it, all strain components of each centre.
+! With zeroed (power spectrum only) they arrive zeroed instead and only the
+! features whose two channels are present around a centre are written: with
+! many species and few of them around each centre, most of the output is
+! never touched (and, in fresh zero pages, never made resident).
 !
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
@@ -478,15 +482,12 @@ contains
     end do
   end subroutine pair_derivs
 
-  !> Gradient of every power-spectrum feature along x for a neighbour of
-  !> channel a: df(f) = ffac(f) (d(i1(f)) [a1 = a] + d(i2(f)) [a2 = a]).
-  !> Only the nl features listed in fl (those with a channel a) are written,
-  !> df(j, x) for feature fl(j); a feature whose other channel is absent is 0.
-  pure subroutine power_feature_derivs(nf, nd, nchan, nl, a, fl, present, fa1, fa2, fi1, fi2, &
-                                       ffac, d, df)
-    integer, intent(in) :: nf, nd, nchan, nl, a
+  !> Gradient of the listed power-spectrum features along x for a neighbour of
+  !> channel a: df(j, x) = ffac(f) (d(i1(f)) [a1 = a] + d(i2(f)) [a2 = a]), f = fl(j).
+  !> The list holds the features with channel a whose other channel is present.
+  pure subroutine power_feature_derivs(nf, nd, nl, a, fl, fa1, fa2, fi1, fi2, ffac, d, df)
+    integer, intent(in) :: nf, nd, nl, a
     integer, intent(in) :: fl(nl), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
-    logical, intent(in) :: present(nchan)
     real(dp), intent(in) :: ffac(nf), d(nd, 3)
     real(dp), intent(out) :: df(nl, 3)
     integer :: j, f, x
@@ -495,8 +496,8 @@ contains
       do j = 1, nl
         f = fl(j)
         v = 0.0_dp
-        if (fa1(f) == a .and. present(fa2(f))) v = d(fi1(f), x)
-        if (fa2(f) == a .and. present(fa1(f))) v = v + d(fi2(f), x)
+        if (fa1(f) == a) v = d(fi1(f), x)
+        if (fa2(f) == a) v = v + d(fi2(f), x)
         df(j, x) = ffac(f) * v
       end do
     end do
@@ -537,27 +538,27 @@ contains
   end subroutine strain_accumulate
 
   !> st(f, y, x) = ffac(f) (ds(i1(f), k, a1) + ds(i2(f), k, a2)) for the six k = (x, y),
-  !> y >= x, of strain_accumulate, mirrored to st(f, x, y); features of a channel absent
-  !> around the centre are 0 (their d was never formed).
-  pure subroutine strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, ds, st)
-    integer, intent(in) :: nf, nd, nchan
-    logical, intent(in) :: present(nchan)
-    integer, intent(in) :: fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+  !> y >= x, of strain_accumulate, mirrored to st(f, x, y), for the listed features f
+  !> (both channels present around the centre); other features are not written.
+  pure subroutine strain_features(nf, nd, nchan, nl, fl, fa1, fa2, fi1, fi2, ffac, ds, st)
+    integer, intent(in) :: nf, nd, nchan, nl
+    integer, intent(in) :: fl(nl), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
     real(dp), intent(in) :: ffac(nf), ds(nd, 6, nchan)
-    real(dp), intent(out) :: st(nf, 3, 3)
-    integer :: f, x, y, k
-    real(dp) :: v
+    real(dp), intent(inout) :: st(nf, 3, 3)
+    integer :: j, f, x, y, k
     k = 0
     do x = 1, 3
       do y = x, 3
         k = k + 1
-        do f = 1, nf
-          v = 0.0_dp
-          if (present(fa1(f)) .and. present(fa2(f))) &
-            v = ds(fi1(f), k, fa1(f)) + ds(fi2(f), k, fa2(f))
-          st(f, y, x) = ffac(f) * v
+        do j = 1, nl
+          f = fl(j)
+          st(f, y, x) = ffac(f) * (ds(fi1(f), k, fa1(f)) + ds(fi2(f), k, fa2(f)))
         end do
-        if (y /= x) st(:, x, y) = st(:, y, x)
+        if (y /= x) then
+          do j = 1, nl
+            st(fl(j), x, y) = st(fl(j), y, x)
+          end do
+        end if
       end do
     end do
   end subroutine strain_features
@@ -593,7 +594,7 @@ contains
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
                           nmax, nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
-                          want_strain, nthreads, feat, grad, strain)
+                          want_strain, zeroed, nthreads, feat, grad, strain)
     !$ use omp_lib, only: omp_get_max_threads
     integer, intent(in) :: kind, lmax, nmax, nchan, nthreads
     integer(c_int), intent(in) :: nbr_start(:), nbr_species(:), nbr_slot(:), centre_slot(:)
@@ -601,13 +602,13 @@ contains
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
     real(dp), intent(in) :: vec(:, :), dist(:), sw(:), self_c(:), rtab(:, :, :), rmax
     real(dp), intent(in) :: ffac(:), ct_val(:)
-    logical, intent(in) :: want_grad, want_strain
+    logical, intent(in) :: want_grad, want_strain, zeroed
     real(dp), intent(inout) :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
 
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
-    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fl_start(:), fl(:)
-    integer :: a
+    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), pl_start(:), pl(:)
+    integer :: p
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -644,33 +645,30 @@ contains
                    + nchan * (fmap(1, f) - 1 + nchan * fmap(5, f))))
         end if
       end do
-      ! features that depend on the coefficients of each channel
-      ! (one counting pass and one filling pass: nf can be large with many species)
-      allocate (fl_start(nchan + 2), fl(2 * nf))
-      fl_start = 0
+      ! features grouped by their unordered channel pair p = (a1 - 1) nchan + a2, a1 <= a2
+      ! (one counting pass and one filling pass: nf can be large with many species);
+      ! each centre lists the features of the pairs present around it from these
+      allocate (pl_start(nchan * nchan + 2), pl(nf))
+      pl_start = 0
       do f = 1, nf
-        fl_start(fa1(f) + 2) = fl_start(fa1(f) + 2) + 1
-        if (fa2(f) /= fa1(f)) fl_start(fa2(f) + 2) = fl_start(fa2(f) + 2) + 1
+        p = pair_of(fa1(f), fa2(f))
+        pl_start(p + 2) = pl_start(p + 2) + 1
       end do
-      do a = 2, nchan + 2
-        fl_start(a) = fl_start(a) + fl_start(a - 1)
+      do p = 2, nchan * nchan + 2
+        pl_start(p) = pl_start(p) + pl_start(p - 1)
       end do
       do f = 1, nf
-        fl_start(fa1(f) + 1) = fl_start(fa1(f) + 1) + 1
-        fl(fl_start(fa1(f) + 1)) = f
-        if (fa2(f) /= fa1(f)) then
-          fl_start(fa2(f) + 1) = fl_start(fa2(f) + 1) + 1
-          fl(fl_start(fa2(f) + 1)) = f
-        end if
+        p = pair_of(fa1(f), fa2(f))
+        pl_start(p + 1) = pl_start(p + 1) + 1
+        pl(pl_start(p + 1)) = f
       end do
-      ! fl_start(a) is now where the list of channel a starts (0-based)
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
         real(dp), allocatable :: rk(:), q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :)
         real(dp), allocatable :: ps(:), yc(:), gc(:), d(:)
         real(dp), allocatable :: df(:, :), dsum(:, :), dst(:)
-        integer, allocatable :: ent(:), kpos(:)
+        integer, allocatable :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
         logical, allocatable :: present(:)
         logical :: derivs
         derivs = want_grad .or. want_strain
@@ -678,6 +676,7 @@ contains
         allocate (u(3, maxn), rk(maxn), q(YLM_LANES, 0:lmax + 1, 0:lmax + 1))
         allocate (cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax), yb(YLM_LANES, nlm))
         allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
+        allocate (live(nf), cl(2 * nf), cl_start(nchan + 1))
         if (derivs) then
           allocate (g(nlm, 3, maxn), dyb(YLM_LANES, 3, nlm))
           allocate (yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
@@ -694,12 +693,13 @@ contains
         !$omp do schedule(dynamic, 4)
         do ic = 1, nc
           call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
-                                yc, gc, d, df, dsum, ent, kpos, present, dst)
+                                yc, gc, d, df, dsum, ent, kpos, present, live, cl, cl_start, dst)
         end do
         !$omp end do
         ! Explicitly, as below: gfortran 12 may not free BLOCK-local
         ! allocatables inside a parallel region.
         deallocate (c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, ent, kpos, present)
+        deallocate (live, cl, cl_start)
         if (derivs) deallocate (yc, gc, d, df, dsum)
         deallocate (dst)
       end block
@@ -748,21 +748,73 @@ contains
       dindex = n1 + nmax * (n2 - 1 + nmax * (b - 1 + nchan * l))
     end function dindex
 
+    !> Zero the blocks of ds(nmax, nmax, nchan, 0:lmax, 6, nchan) that strain_accumulate
+    !> adds to and strain_features reads: both channels present (with many species
+    !> and few around a centre, a small part of it).
+    subroutine zero_strain_blocks(present, ds)
+      logical, intent(in) :: present(:)
+      real(dp), intent(inout) :: ds(nmax * nmax, nchan, 0:lmax, 6, nchan)
+      integer :: a, b, l, k
+      do a = 1, nchan
+        if (.not. present(a)) cycle
+        do k = 1, 6
+          do l = 0, lmax
+            do b = 1, nchan
+              if (present(b)) ds(:, b, l, k, a) = 0.0_dp
+            end do
+          end do
+        end do
+      end do
+    end subroutine zero_strain_blocks
+
+    !> Index of the unordered channel pair {a1, a2} in pl_start.
+    pure integer function pair_of(a1, a2)
+      integer, intent(in) :: a1, a2
+      pair_of = (min(a1, a2) - 1) * nchan + max(a1, a2)
+    end function pair_of
+
+    !> The features whose two channels are present around a centre: all of them in
+    !> live(1:nlive), and those of each channel a in cl(cl_start(a) + 1:cl_start(a + 1))
+    !> (a neighbour of channel a changes only these).
+    subroutine live_features(present, nlive, live, cl, cl_start)
+      logical, intent(in) :: present(:)
+      integer, intent(out) :: nlive
+      integer, intent(inout) :: live(:), cl(:), cl_start(:)
+      integer :: a, b, p, n
+      nlive = 0
+      cl_start(1) = 0
+      do a = 1, nchan
+        cl_start(a + 1) = cl_start(a)
+        if (.not. present(a)) cycle
+        do b = 1, nchan
+          if (.not. present(b)) cycle
+          p = pair_of(a, b)
+          n = pl_start(p + 1) - pl_start(p)
+          cl(cl_start(a + 1) + 1:cl_start(a + 1) + n) = pl(pl_start(p) + 1:pl_start(p + 1))
+          cl_start(a + 1) = cl_start(a + 1) + n
+          if (b >= a) then
+            live(nlive + 1:nlive + n) = pl(pl_start(p) + 1:pl_start(p + 1))
+            nlive = nlive + n
+          end if
+        end do
+      end do
+    end subroutine live_features
+
     !> Power spectrum of centre ic and, if derivs, its gradients, contracted
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
     subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
-                                yc, gc, d, df, dsum, ent, kpos, present, dst)
+                                yc, gc, d, df, dsum, ent, kpos, present, live, cl, cl_start, dst)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
       real(dp), intent(inout) :: rk(:), q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
       real(dp), intent(inout) :: ps(:), yc(:), gc(:)
       real(dp), intent(inout) :: d(:), df(:, :), dsum(:, :)
-      integer, intent(inout) :: ent(:), kpos(:)
+      integer, intent(inout) :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
       logical, intent(inout) :: present(:)
       real(dp), intent(inout) :: dst(:)
-      integer :: s0, nn, e, k, nk, a, slot, cs, nl
+      integer :: s0, nn, e, k, nk, a, slot, cs, nl, nlive, j, x
       real(dp) :: r
 
       s0 = nbr_start(ic)
@@ -814,32 +866,56 @@ contains
       end do
       present(chan(cs)) = .true.
       call power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
-      if (all(present)) then
+      call live_features(present, nlive, live, cl, cl_start)
+      if (nlive == nf) then
         do k = 1, nf
           feat(k, ic) = ffac(k) * ps(psi(k))
         end do
       else
-        do k = 1, nf
-          if (present(fa1(k)) .and. present(fa2(k))) then
-            feat(k, ic) = ffac(k) * ps(psi(k))
-          else
-            feat(k, ic) = 0.0_dp
-          end if
+        if (.not. zeroed) feat(:, ic) = 0.0_dp
+        do j = 1, nlive
+          k = live(j)
+          feat(k, ic) = ffac(k) * ps(psi(k))
         end do
       end if
       if (.not. derivs) return
 
       if (want_grad) then
-        do slot = slot_start(ic) + 1, slot_start(ic + 1)
-          grad(:, :, slot) = 0.0_dp
-        end do
-        dsum = 0.0_dp
+        if (zeroed) then
+          ! zero what will be added to anyway: so the first touch of each fresh page
+          ! is a write (a read maps the shared zero page, and the write after it
+          ! replaces that with a TLB flush on every thread's CPU)
+          do k = 1, nk
+            e = ent(k)
+            a = chan(nbr_species(e))
+            do x = 1, 3
+              do j = cl_start(a) + 1, cl_start(a + 1)
+                grad(cl(j), x, nbr_slot(e)) = 0.0_dp
+              end do
+            end do
+          end do
+          slot = centre_slot(ic)
+          do x = 1, 3
+            do j = 1, nlive
+              grad(live(j), x, slot) = 0.0_dp
+            end do
+          end do
+        else
+          do slot = slot_start(ic) + 1, slot_start(ic + 1)
+            grad(:, :, slot) = 0.0_dp
+          end do
+        end if
+        if (nlive == nf) then
+          dsum = 0.0_dp
+        else
+          do x = 1, 3
+            do j = 1, nlive
+              dsum(live(j), x) = 0.0_dp
+            end do
+          end do
+        end if
       end if
-      if (want_strain) then  ! the blocks strain_features reads
-        do a = 1, nchan
-          if (present(a)) dst(6 * nd * (a - 1) + 1:6 * nd * a) = 0.0_dp
-        end do
-      end if
+      if (want_strain) call zero_strain_blocks(present, dst)
       do k = 1, nk
         e = ent(k)
         a = chan(nbr_species(e))
@@ -848,22 +924,34 @@ contains
         if (want_strain) call strain_accumulate(nmax, lmax, nchan, present, d, vec(:, e), &
                                                 dst(6 * nd * (a - 1) + 1:6 * nd * a))
         if (.not. want_grad) cycle
-        nl = fl_start(a + 1) - fl_start(a)
-        call power_feature_derivs(nf, nd, nchan, nl, a, fl(fl_start(a) + 1:fl_start(a + 1)), &
-                                  present, fa1, fa2, fi1, fi2, ffac, d, df)
+        nl = cl_start(a + 1) - cl_start(a)
+        call power_feature_derivs(nf, nd, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
+                                  fa1, fa2, fi1, fi2, ffac, d, df)
         if (nl == nf) then  ! every feature: contiguous loops
           call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
         else
-          call scatter_listed(nf, nl, fl(fl_start(a) + 1:fl_start(a + 1)), df, &
+          call scatter_listed(nf, nl, cl(cl_start(a) + 1:cl_start(a + 1)), df, &
                               grad(:, :, nbr_slot(e)), dsum)
         end if
       end do
       if (want_grad) then
         slot = centre_slot(ic)
-        grad(:, :, slot) = grad(:, :, slot) - dsum
+        if (nlive == nf) then
+          grad(:, :, slot) = grad(:, :, slot) - dsum
+        else
+          do x = 1, 3
+            do j = 1, nlive
+              k = live(j)
+              grad(k, x, slot) = grad(k, x, slot) - dsum(k, x)
+            end do
+          end do
+        end if
       end if
-      if (want_strain) call strain_features(nf, nd, nchan, present, fa1, fa2, fi1, fi2, ffac, &
-                                            dst, strain(:, :, :, ic))
+      if (want_strain) then
+        if (nlive < nf .and. .not. zeroed) strain(:, :, :, ic) = 0.0_dp
+        call strain_features(nf, nd, nchan, nlive, live, fa1, fa2, fi1, fi2, ffac, dst, &
+                             strain(:, :, :, ic))
+      end if
     end subroutine power_one_centre
 
     subroutine one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &

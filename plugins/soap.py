@@ -566,14 +566,17 @@ class _DensityExpansion(Descriptor):
         if n_features != (n_coeffs if kind == 0 else len(self._fmap)):
             # the kernel takes the feature count from feat and reads fmap and ffac that far
             raise RuntimeError("internal error: SOAP feature count and feature map disagree")
-        # the kernel writes every element, so no zeroing here
-        feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=False)
+        # the kernel writes every element, unless most of them are zero: then it
+        # writes only the channel pairs around each centre into fresh zero pages
+        sparse = kind == 1 and self._few_channels_around(nb)
+        feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=sparse,
+                                        sparse=sparse)
         kernels.fortran.soap(
             kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start, nb.center_species, self._chan, self._sw,
             self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
-            gradients, strain_gradients, n_threads, feat, grad, strain,
+            gradients, strain_gradients, sparse, n_threads, feat, grad, strain,
         )
         return DescriptorResult(
             features=feat.T,
@@ -583,6 +586,21 @@ class _DensityExpansion(Descriptor):
             gradient_values=grad.T if gradients else None,
             strain_gradients=strain.T if strain_gradients else None,
         )
+
+    def _few_channels_around(self, nb: KernelNeighbours) -> bool:
+        """Whether the power spectrum of these centres is mostly zeros: at most half
+        of the channel pairs, on average, have a density on both sides (e.g. molecules
+        of a few species, with a descriptor of many)."""
+        n_centers, n_channels = len(nb.center_slot), self.n_channels
+        if n_channels < 3 or n_centers == 0:
+            return False
+        seen = np.zeros((n_centers, n_channels), dtype=bool)
+        seen[np.repeat(np.arange(n_centers), np.diff(nb.start)),
+             self._chan[nb.species[: nb.start[-1]] - 1] - 1] = True
+        seen[np.arange(n_centers), self._chan[nb.center_species - 1] - 1] = True
+        around = seen.sum(axis=1)
+        pairs = float((around * (around + 1)).sum())
+        return pairs <= 0.5 * n_centers * n_channels * (n_channels + 1)
 
     def compute_system(self, system, centers, *, gradients, strain_gradients, n_threads):
         n_coeffs = (self.l_max + 1) ** 2 * self.n_max * self.n_channels

@@ -6,7 +6,9 @@ import json
 import os
 import sys
 
+import ase.build
 import ase.io
+import numpy as np
 import pytest
 
 import atomdesc
@@ -40,3 +42,29 @@ def test_repeated_calls_do_not_leak(hypers):
         for a in frames:
             d.compute(a, gradients=True, n_threads=1)
     assert _rss_mb() - before < 4.0
+
+
+def test_untouched_zeros_take_memory_only_where_written():
+    from atomdesc.kernel_inputs import untouched_zeros
+
+    before = _rss_mb()
+    zeros = untouched_zeros((64, 2**17))  # 64 MiB
+    zeros[:, ::2**16] = 1.0  # two 8-byte writes per MiB
+    assert _rss_mb() - before < 4.0  # 128 pages of 4 KiB; huge pages would make it 64 MiB
+    assert zeros.sum() == 128.0 and _rss_mb() - before < 4.0  # reading maps no memory
+
+
+def test_many_species_few_present_stay_small():
+    """A 14-species power spectrum of methane: of the 47 040 columns, the blocks of
+    H and C are written; the zeros of the other species take no memory."""
+    species = ["H", "Li", "Be", "B", "C", "N", "O", "F", "Na", "Al", "Si", "P", "S", "Cl"]
+    d = atomdesc.descriptor("soap", species=species, r_cut=5.0, n_max=8, l_max=6, sigma=0.3)
+    methane = ase.build.molecule("CH4")
+    d.compute(methane, gradients=True, strain_gradients=True, n_threads=1)  # warm up
+    before = _rss_mb()
+    result = d.compute(methane, gradients=True, strain_gradients=True, n_threads=1)
+    logical = sum(a.nbytes for a in (result.features, result.gradient_values,
+                                     result.strain_gradients)) / 2**20
+    assert logical > 30.0
+    assert _rss_mb() - before < logical / 8
+    assert np.abs(result.gradient_values).max() > 0

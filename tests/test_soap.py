@@ -337,11 +337,12 @@ def _filled_outputs(monkeypatch, value):
     calls = []
     allocate = kernel_inputs.kernel_outputs
 
-    def filled(shapes, zeroed):
-        arrays = allocate(shapes, zeroed)
+    def filled(shapes, zeroed, sparse=False):
+        arrays = allocate(shapes, zeroed, sparse)
         calls.append(zeroed)
-        for a in arrays:
-            a.fill(value)
+        if not zeroed:
+            for a in arrays:
+                a.fill(value)
         return arrays
 
     # per-centre kernels allocate through KernelNeighbours.outputs, the averaged one directly
@@ -358,6 +359,9 @@ def test_every_output_element_written(family, average, system, molecule_hco, per
     """The kernels get np.empty buffers: every element must be written, none added to garbage."""
     atoms = {"molecule": molecule_hco, "periodic": periodic_hco,
              "lone_atoms": Atoms("OH", positions=[[0, 0, 0], [9, 0, 0]])}[system]
+    # lone atoms have one channel of three around each: the kernel would write
+    # only that one into zeroed outputs (tested below); here the path that writes all
+    monkeypatch.setattr(soap_plugin._DensityExpansion, "_few_channels_around", lambda *a: False)
     d = small(family, average=average, compression="mu2" if average == "inner" else "off")
     options = [dict(), dict(gradients=True), dict(strain_gradients=True),
                dict(gradients=True, strain_gradients=True)]
@@ -376,6 +380,55 @@ def test_every_output_element_written(family, average, system, molecule_hco, per
             assert a.size > 0
             assert not np.isnan(a).any()
             assert np.array_equal(a, b)
+
+
+MANY_SPECIES = ["H", "Li", "B", "C", "N", "O", "F", "Si"]
+
+
+@pytest.mark.parametrize("system", ["molecule", "periodic", "lone_atoms", "one_species"])
+def test_few_channels_written_into_zeros(system, molecule_hco, periodic_hco, monkeypatch):
+    """With many species and few around each centre, the power spectrum is written only
+    where both channels are present, into zeroed outputs: the same numbers, bit for bit,
+    as the path that writes every element."""
+    atoms = {"molecule": molecule_hco, "periodic": periodic_hco,
+             "lone_atoms": Atoms("OHF", positions=[[0, 0, 0], [9, 0, 0], [0, 9, 0]]),
+             "one_species": Atoms("H2", positions=[[0, 0, 0], [0.8, 0, 0]])}[system]
+    d = small("soap", species=MANY_SPECIES, r_cut=3.0)
+    options = [dict(), dict(gradients=True, strain_gradients=True)]
+    calls = _filled_outputs(monkeypatch, np.nan)
+    automatic = [d.compute(atoms, **o) for o in options]
+    assert calls == [True] * len(options)  # three of eight species at most: sparse
+    forced = {}
+    for sparse in (True, False):
+        monkeypatch.setattr(soap_plugin._DensityExpansion, "_few_channels_around",
+                            lambda *a, sparse=sparse: sparse)
+        forced[sparse] = [d.compute(atoms, **o) for o in options]
+    for a, b, c in zip(automatic, forced[True], forced[False]):
+        for name in ("features", "gradient_values", "strain_gradients"):
+            x, y, z = getattr(a, name), getattr(b, name), getattr(c, name)
+            if z is None:
+                continue
+            assert np.array_equal(x, z) and np.array_equal(y, z)
+    assert np.abs(automatic[0].features).max() > 0
+
+
+def test_few_channels_everywhere_written_into_zeros(molecule_hco, monkeypatch):
+    """The zeroed path where every channel is present (nothing skipped) is exact too."""
+    d = small("soap")
+    want = d.compute(molecule_hco, gradients=True, strain_gradients=True)
+    monkeypatch.setattr(soap_plugin._DensityExpansion, "_few_channels_around", lambda *a: True)
+    got = d.compute(molecule_hco, gradients=True, strain_gradients=True)
+    for name in ("features", "gradient_values", "strain_gradients"):
+        assert np.array_equal(getattr(got, name), getattr(want, name))
+
+
+@pytest.mark.parametrize("system", ["molecule", "periodic"])
+def test_derivatives_few_channels(system, molecule_hco, periodic_hco):
+    d = small("soap", species=MANY_SPECIES, r_cut=3.0)
+    atoms = {"molecule": molecule_hco, "periodic": periodic_hco}[system]
+    grad_err, strain_err = finite_differences(d, atoms)
+    assert grad_err <= 1e-6
+    assert strain_err <= 1e-6
 
 
 # ------------------------------------------------------------------ other codes

@@ -7,6 +7,8 @@ write outside an array.
 
 from __future__ import annotations
 
+import math
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,15 +37,16 @@ class KernelNeighbours:
     def n_slots(self) -> int:
         return 0 if self.pairs is None else len(self.pairs)
 
-    def outputs(self, n_features: int, strain_gradients: bool, zeroed: bool
-                ) -> tuple[np.ndarray, ...]:
+    def outputs(self, n_features: int, strain_gradients: bool, zeroed: bool,
+                sparse: bool = False) -> tuple[np.ndarray, ...]:
         """Feature, gradient and strain arrays of a per-centre kernel for these neighbours:
         ``(n_features, n_centers)``, ``(n_features, 3, n_slots)`` and
         ``(n_features, 3, 3, n_centers or 0)`` (see :func:`kernel_outputs`)."""
         n_centers = len(self.center_slot)
         return kernel_outputs(
             [(n_features, n_centers), (n_features, 3, self.n_slots),
-             (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=zeroed)
+             (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=zeroed,
+            sparse=sparse)
 
     @classmethod
     def build(
@@ -147,7 +150,8 @@ class KernelNeighbours:
             raise RuntimeError("internal error: inconsistent neighbour data for the kernels")
 
 
-def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool) -> tuple[np.ndarray, ...]:
+def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool, sparse: bool = False
+                   ) -> tuple[np.ndarray, ...]:
     """Output arrays for a kernel, each shaped as the kernel declares it (fastest index first).
 
     Each is the ``.T`` view of a C-ordered array, so Fortran-contiguous for the
@@ -157,6 +161,36 @@ def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool) -> tuple[np.
         ``np.zeros`` takes fresh zero pages from the system for large arrays,
         so memory no centre writes is never touched. ``False`` for kernels
         that write every element (SOAP): ``np.empty``, nothing is cleared twice.
+    :param sparse: zeroed outputs of which the kernel will write a small part
+        (many species, few around each centre): see :func:`untouched_zeros`.
     """
+    if sparse:
+        return tuple(untouched_zeros(tuple(reversed(shape))).T for shape in shapes)
     allocate = np.zeros if zeroed else np.empty
     return tuple(allocate(tuple(reversed(shape))).T for shape in shapes)
+
+
+#: Arrays from this size on get a mapping of their own in :func:`untouched_zeros`.
+OWN_MAPPING_BYTES = 1 << 20
+
+
+def untouched_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A C-ordered float64 array of zeros of which only the written pages take memory.
+
+    ``np.zeros`` gets fresh zero pages for large arrays too, but numpy asks the
+    system for transparent huge pages on them, so a single write makes a whole
+    2 MiB resident: an output whose rows are mostly zeros, with a few written
+    blocks in each, becomes resident entirely. Here large arrays are an
+    anonymous mapping of their own with huge pages declined (where the system
+    has them), so a page nobody writes stays the shared zero page, also when read.
+    """
+    n_bytes = 8 * math.prod(shape)
+    if n_bytes < OWN_MAPPING_BYTES:
+        return np.zeros(shape)
+    if hasattr(mmap, "MAP_PRIVATE"):  # not mmap's default MAP_SHARED: reads would take memory
+        mapping = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    else:  # Windows
+        mapping = mmap.mmap(-1, n_bytes)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        mapping.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(mapping, dtype=np.float64).reshape(shape)
