@@ -482,14 +482,15 @@ contains
     end do
   end subroutine pair_derivs
 
-  !> Gradient of the listed power-spectrum features along x for a neighbour of
-  !> channel a: df(j, x) = ffac(f) (d(i1(f)) [a1 = a] + d(i2(f)) [a2 = a]), f = fl(j).
+  !> Add the gradient of the listed power-spectrum features for a neighbour of
+  !> channel a to its gradient slot g and to dsum (the centre's share, -dsum, is
+  !> written once): ffac(f) (d(i1(f), x) [a1 = a] + d(i2(f), x) [a2 = a]), f = fl(j).
   !> The list holds the features with channel a whose other channel is present.
-  pure subroutine power_feature_derivs(nf, nd, nl, a, fl, fa1, fa2, fi1, fi2, ffac, d, df)
+  pure subroutine add_feature_derivs(nf, nd, nl, a, fl, fa1, fa2, fi1, fi2, ffac, d, g, dsum)
     integer, intent(in) :: nf, nd, nl, a
     integer, intent(in) :: fl(nl), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
     real(dp), intent(in) :: ffac(nf), d(nd, 3)
-    real(dp), intent(out) :: df(nl, 3)
+    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
     integer :: j, f, x
     real(dp) :: v
     do x = 1, 3
@@ -498,10 +499,12 @@ contains
         v = 0.0_dp
         if (fa1(f) == a) v = d(fi1(f), x)
         if (fa2(f) == a) v = v + d(fi2(f), x)
-        df(j, x) = ffac(f) * v
+        v = ffac(f) * v
+        g(f, x) = g(f, x) + v
+        dsum(f, x) = dsum(f, x) + v
       end do
     end do
-  end subroutine power_feature_derivs
+  end subroutine add_feature_derivs
 
   !> The strain derivative d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y of a rotation
   !> invariant F is symmetric in x, y once summed over all neighbours (the antisymmetric
@@ -563,34 +566,6 @@ contains
     end do
   end subroutine strain_features
 
-  !> scatter_grad for the listed features only.
-  pure subroutine scatter_listed(nf, nl, fl, df, g, dsum)
-    integer, intent(in) :: nf, nl, fl(nl)
-    real(dp), intent(in) :: df(nl, 3)
-    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
-    integer :: j, x
-    do x = 1, 3
-      do j = 1, nl
-        g(fl(j), x) = g(fl(j), x) + df(j, x)
-        dsum(fl(j), x) = dsum(fl(j), x) + df(j, x)
-      end do
-    end do
-  end subroutine scatter_listed
-
-  !> grad(:, x, slot) += df(:, x) and dsum += df (the centre's share, -dsum, is written once).
-  pure subroutine scatter_grad(nf, df, g, dsum)
-    integer, intent(in) :: nf
-    real(dp), intent(in) :: df(nf, 3)
-    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
-    integer :: f, x
-    do x = 1, 3
-      do f = 1, nf
-        g(f, x) = g(f, x) + df(f, x)
-        dsum(f, x) = dsum(f, x) + df(f, x)
-      end do
-    end do
-  end subroutine scatter_grad
-
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
                           nmax, nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
@@ -603,7 +578,7 @@ contains
     real(dp), intent(in) :: vec(:, :), dist(:), sw(:), self_c(:), rtab(:, :, :), rmax
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain, zeroed
-    real(dp), intent(inout) :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
+    real(dp), intent(inout), contiguous :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
 
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
@@ -667,7 +642,7 @@ contains
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
         real(dp), allocatable :: rk(:), q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :)
         real(dp), allocatable :: ps(:), yc(:), gc(:), d(:)
-        real(dp), allocatable :: df(:, :), dsum(:, :), dst(:)
+        real(dp), allocatable :: dsum(:, :), dst(:)
         integer, allocatable :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
         logical, allocatable :: present(:)
         logical :: derivs
@@ -680,7 +655,7 @@ contains
         if (derivs) then
           allocate (g(nlm, 3, maxn), dyb(YLM_LANES, 3, nlm))
           allocate (yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
-          allocate (df(nf, 3), dsum(nf, 3))
+          allocate (dsum(nf, 3))
           d = 0.0_dp  ! blocks of absent channels are never formed; keep them finite
         else
           allocate (g(1, 1, 1), dyb(1, 1, 1))
@@ -693,14 +668,14 @@ contains
         !$omp do schedule(dynamic, 4)
         do ic = 1, nc
           call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
-                                yc, gc, d, df, dsum, ent, kpos, present, live, cl, cl_start, dst)
+                                yc, gc, d, dsum, ent, kpos, present, live, cl, cl_start, dst)
         end do
         !$omp end do
         ! Explicitly, as below: gfortran 12 may not free BLOCK-local
         ! allocatables inside a parallel region.
         deallocate (c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, ent, kpos, present)
         deallocate (live, cl, cl_start)
-        if (derivs) deallocate (yc, gc, d, df, dsum)
+        if (derivs) deallocate (yc, gc, d, dsum)
         deallocate (dst)
       end block
       !$omp end parallel
@@ -804,13 +779,13 @@ contains
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
     subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
-                                yc, gc, d, df, dsum, ent, kpos, present, live, cl, cl_start, dst)
+                                yc, gc, d, dsum, ent, kpos, present, live, cl, cl_start, dst)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
       real(dp), intent(inout) :: rk(:), q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
       real(dp), intent(inout) :: ps(:), yc(:), gc(:)
-      real(dp), intent(inout) :: d(:), df(:, :), dsum(:, :)
+      real(dp), intent(inout) :: d(:), dsum(:, :)
       integer, intent(inout) :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
       logical, intent(inout) :: present(:)
       real(dp), intent(inout) :: dst(:)
@@ -925,14 +900,8 @@ contains
                                                 dst(6 * nd * (a - 1) + 1:6 * nd * a))
         if (.not. want_grad) cycle
         nl = cl_start(a + 1) - cl_start(a)
-        call power_feature_derivs(nf, nd, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
-                                  fa1, fa2, fi1, fi2, ffac, d, df)
-        if (nl == nf) then  ! every feature: contiguous loops
-          call scatter_grad(nf, df, grad(:, :, nbr_slot(e)), dsum)
-        else
-          call scatter_listed(nf, nl, cl(cl_start(a) + 1:cl_start(a + 1)), df, &
-                              grad(:, :, nbr_slot(e)), dsum)
-        end if
+        call add_feature_derivs(nf, nd, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), fa1, fa2, &
+                                fi1, fi2, ffac, d, grad(:, :, nbr_slot(e)), dsum)
       end do
       if (want_grad) then
         slot = centre_slot(ic)
