@@ -482,26 +482,42 @@ contains
     end do
   end subroutine pair_derivs
 
-  !> Add the gradient of the listed power-spectrum features for a neighbour of
-  !> channel a to its gradient slot g and to dsum (the centre's share, -dsum, is
-  !> written once): ffac(f) (d(i1(f), x) [a1 = a] + d(i2(f), x) [a2 = a]), f = fl(j).
-  !> The list holds the features with channel a whose other channel is present.
-  pure subroutine add_feature_derivs(nf, nd, nl, a, fl, fa1, fa2, fi1, fi2, ffac, d, g, dsum)
-    integer, intent(in) :: nf, nd, nl, a
-    integer, intent(in) :: fl(nl), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+  !> Add the gradient of the power-spectrum features in the listed runs for a neighbour
+  !> of channel a to its gradient slot g and to dsum (the centre's share, -dsum, is
+  !> written once): ffac(f) (d(i1(f), x) [a1 = a] + d(i2(f), x) [a2 = a]). Run r is
+  !> run_first(r) .. run_first(r + 1) - 1, features of one ordered channel pair (a1, a2)
+  !> with channel a whose other channel is present.
+  pure subroutine add_feature_derivs(nf, nd, nruns, nr, a, runs, run_first, fa1, fa2, fi1, &
+                                     fi2, ffac, d, g, dsum)
+    integer, intent(in) :: nf, nd, nruns, nr, a
+    integer, intent(in) :: runs(nr), run_first(nruns + 1), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
     real(dp), intent(in) :: ffac(nf), d(nd, 3)
     real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
-    integer :: j, f, x
+    integer :: i, f, f0, f1, x
     real(dp) :: v
     do x = 1, 3
-      do j = 1, nl
-        f = fl(j)
-        v = 0.0_dp
-        if (fa1(f) == a) v = d(fi1(f), x)
-        if (fa2(f) == a) v = v + d(fi2(f), x)
-        v = ffac(f) * v
-        g(f, x) = g(f, x) + v
-        dsum(f, x) = dsum(f, x) + v
+      do i = 1, nr
+        f0 = run_first(runs(i))
+        f1 = run_first(runs(i) + 1) - 1
+        if (fa1(f0) == a .and. fa2(f0) == a) then
+          do f = f0, f1
+            v = ffac(f) * (d(fi1(f), x) + d(fi2(f), x))
+            g(f, x) = g(f, x) + v
+            dsum(f, x) = dsum(f, x) + v
+          end do
+        else if (fa1(f0) == a) then
+          do f = f0, f1
+            v = ffac(f) * d(fi1(f), x)
+            g(f, x) = g(f, x) + v
+            dsum(f, x) = dsum(f, x) + v
+          end do
+        else
+          do f = f0, f1
+            v = ffac(f) * d(fi2(f), x)
+            g(f, x) = g(f, x) + v
+            dsum(f, x) = dsum(f, x) + v
+          end do
+        end if
       end do
     end do
   end subroutine add_feature_derivs
@@ -582,8 +598,9 @@ contains
 
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
-    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), pl_start(:), pl(:)
-    integer :: p
+    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fpair(:), pl_start(:), pl(:)
+    integer, allocatable :: run_first(:), rpair(:), pr_start(:), pr(:)
+    integer :: nruns
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -620,23 +637,31 @@ contains
                    + nchan * (fmap(1, f) - 1 + nchan * fmap(5, f))))
         end if
       end do
-      ! features grouped by their unordered channel pair p = (a1 - 1) nchan + a2, a1 <= a2
-      ! (one counting pass and one filling pass: nf can be large with many species);
-      ! each centre lists the features of the pairs present around it from these
-      allocate (pl_start(nchan * nchan + 2), pl(nf))
-      pl_start = 0
+      ! features, and runs of consecutive features with the same ordered channels
+      ! (a1, a2), grouped by their unordered channel pair: each centre lists those of
+      ! the pairs present around it, and a neighbour's gradients are added run by run
+      allocate (fpair(nf))
+      nruns = 1
       do f = 1, nf
-        p = pair_of(fa1(f), fa2(f))
-        pl_start(p + 2) = pl_start(p + 2) + 1
+        fpair(f) = pair_of(fa1(f), fa2(f))
+        if (f > 1) then
+          if (fa1(f) /= fa1(f - 1) .or. fa2(f) /= fa2(f - 1)) nruns = nruns + 1
+        end if
       end do
-      do p = 2, nchan * nchan + 2
-        pl_start(p) = pl_start(p) + pl_start(p - 1)
+      allocate (run_first(nruns + 1), rpair(nruns))
+      nruns = 1
+      run_first(1) = 1
+      do f = 2, nf
+        if (fa1(f) /= fa1(f - 1) .or. fa2(f) /= fa2(f - 1)) then
+          nruns = nruns + 1
+          run_first(nruns) = f
+        end if
       end do
-      do f = 1, nf
-        p = pair_of(fa1(f), fa2(f))
-        pl_start(p + 1) = pl_start(p + 1) + 1
-        pl(pl_start(p + 1)) = f
-      end do
+      run_first(nruns + 1) = nf + 1
+      rpair = fpair(run_first(1:nruns))
+      allocate (pl_start(nchan * nchan + 2), pl(nf), pr_start(nchan * nchan + 2), pr(nruns))
+      call group_by_pair(fpair, pl_start, pl)
+      call group_by_pair(rpair, pr_start, pr)
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
@@ -651,7 +676,7 @@ contains
         allocate (u(3, maxn), rk(maxn), q(YLM_LANES, 0:lmax + 1, 0:lmax + 1))
         allocate (cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax), yb(YLM_LANES, nlm))
         allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
-        allocate (live(nf), cl(2 * nf), cl_start(nchan + 1))
+        allocate (live(nf), cl(2 * nruns), cl_start(nchan + 1))
         if (derivs) then
           allocate (g(nlm, 3, maxn), dyb(YLM_LANES, 3, nlm))
           allocate (yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
@@ -748,9 +773,29 @@ contains
       pair_of = (min(a1, a2) - 1) * nchan + max(a1, a2)
     end function pair_of
 
-    !> The features whose two channels are present around a centre: all of them in
-    !> live(1:nlive), and those of each channel a in cl(cl_start(a) + 1:cl_start(a + 1))
-    !> (a neighbour of channel a changes only these).
+    !> Items 1..size(key) grouped by their channel pair key(i) (one counting pass,
+    !> one filling pass: there can be many): those of pair p are
+    !> items(start(p) + 1:start(p + 1)), in ascending order.
+    pure subroutine group_by_pair(key, start, items)
+      integer, intent(in) :: key(:)
+      integer, intent(out) :: start(:), items(:)
+      integer :: i, p
+      start = 0
+      do i = 1, size(key)
+        start(key(i) + 2) = start(key(i) + 2) + 1
+      end do
+      do p = 2, size(start)
+        start(p) = start(p) + start(p - 1)
+      end do
+      do i = 1, size(key)
+        start(key(i) + 1) = start(key(i) + 1) + 1
+        items(start(key(i) + 1)) = i
+      end do
+    end subroutine group_by_pair
+
+    !> The features whose two channels are present around a centre, all of them in
+    !> live(1:nlive), and the runs of those of each channel a (the only ones a
+    !> neighbour of channel a changes) in cl(cl_start(a) + 1:cl_start(a + 1)).
     subroutine live_features(present, nlive, live, cl, cl_start)
       logical, intent(in) :: present(:)
       integer, intent(out) :: nlive
@@ -764,10 +809,11 @@ contains
         do b = 1, nchan
           if (.not. present(b)) cycle
           p = pair_of(a, b)
-          n = pl_start(p + 1) - pl_start(p)
-          cl(cl_start(a + 1) + 1:cl_start(a + 1) + n) = pl(pl_start(p) + 1:pl_start(p + 1))
+          n = pr_start(p + 1) - pr_start(p)
+          cl(cl_start(a + 1) + 1:cl_start(a + 1) + n) = pr(pr_start(p) + 1:pr_start(p + 1))
           cl_start(a + 1) = cl_start(a + 1) + n
           if (b >= a) then
+            n = pl_start(p + 1) - pl_start(p)
             live(nlive + 1:nlive + n) = pl(pl_start(p) + 1:pl_start(p + 1))
             nlive = nlive + n
           end if
@@ -865,7 +911,7 @@ contains
             a = chan(nbr_species(e))
             do x = 1, 3
               do j = cl_start(a) + 1, cl_start(a + 1)
-                grad(cl(j), x, nbr_slot(e)) = 0.0_dp
+                grad(run_first(cl(j)):run_first(cl(j) + 1) - 1, x, nbr_slot(e)) = 0.0_dp
               end do
             end do
           end do
@@ -900,8 +946,9 @@ contains
                                                 dst(6 * nd * (a - 1) + 1:6 * nd * a))
         if (.not. want_grad) cycle
         nl = cl_start(a + 1) - cl_start(a)
-        call add_feature_derivs(nf, nd, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), fa1, fa2, &
-                                fi1, fi2, ffac, d, grad(:, :, nbr_slot(e)), dsum)
+        call add_feature_derivs(nf, nd, nruns, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
+                                run_first, fa1, fa2, fi1, fi2, ffac, d, &
+                                grad(:, :, nbr_slot(e)), dsum)
       end do
       if (want_grad) then
         slot = centre_slot(ic)
