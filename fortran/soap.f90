@@ -482,6 +482,13 @@ contains
     end do
   end subroutine pair_derivs
 
+  !> x(1:n) = 0 as one contiguous block (of a contiguous array section of any rank).
+  pure subroutine zero_fill(n, x)
+    integer, intent(in) :: n
+    real(dp), intent(out) :: x(n)
+    x = 0.0_dp
+  end subroutine zero_fill
+
   !> Add the gradient of the power-spectrum features in the listed runs for a neighbour
   !> of channel a to its gradient slot g and to dsum (the centre's share, -dsum, is
   !> written once): ffac(f) (d(i1(f), x) [a1 = a] + d(i2(f), x) [a2 = a]). Run r is
@@ -921,10 +928,9 @@ contains
               grad(live(j), x, slot) = 0.0_dp
             end do
           end do
-        else
-          do slot = slot_start(ic) + 1, slot_start(ic + 1)
-            grad(:, :, slot) = 0.0_dp
-          end do
+        else if (slot_start(ic + 1) > slot_start(ic)) then  ! the centre's slots, one block
+          call zero_fill(nf * 3 * (slot_start(ic + 1) - slot_start(ic)), &
+                         grad(:, :, slot_start(ic) + 1:slot_start(ic + 1)))
         end if
         if (nlive == nf) then
           dsum = 0.0_dp
