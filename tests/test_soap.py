@@ -412,6 +412,22 @@ def test_few_channels_written_into_zeros(system, molecule_hco, periodic_hco, mon
     assert np.abs(automatic[0].features).max() > 0
 
 
+def test_which_power_spectra_are_written_into_zeros(molecule_hco, periodic_hco):
+    """The sparse path is for descriptors of many species around few of them only."""
+    from atomdesc.kernel_inputs import KernelNeighbours
+    from atomdesc.system import System
+
+    def few(d, atoms):
+        system = System.from_atoms(atoms)
+        nb = KernelNeighbours.build(system, d.r_max, np.arange(len(atoms)), d.species, False)
+        return d._few_channels_around(nb)
+
+    assert not few(small("soap"), molecule_hco)  # H, C, O around every atom
+    assert not few(small("soap", species=["H", "C", "O", "N"]), periodic_hco)  # 6 of 10 pairs
+    assert few(small("soap", species=MANY_SPECIES), molecule_hco)  # 6 of 36 pairs
+    assert not few(small("soap", species=MANY_SPECIES, compression="mu2"), molecule_hco)
+
+
 def test_few_channels_everywhere_written_into_zeros(molecule_hco, monkeypatch):
     """The zeroed path where every channel is present (nothing skipped) is exact too."""
     d = small("soap")

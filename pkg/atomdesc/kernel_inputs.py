@@ -159,8 +159,10 @@ def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool, sparse: bool
 
     :param zeroed: ``True`` for kernels that only add to their outputs (ACSF):
         ``np.zeros`` takes fresh zero pages from the system for large arrays,
-        so memory no centre writes is never touched. ``False`` for kernels
-        that write every element (SOAP): ``np.empty``, nothing is cleared twice.
+        so memory no centre writes is never cleared by the caller (it becomes
+        resident by the 2 MiB huge page where numpy gets those). ``False`` for
+        kernels that write every element (SOAP): ``np.empty``, nothing is
+        cleared twice.
     :param sparse: zeroed outputs of which the kernel will write a small part
         (many species, few around each centre): see :func:`untouched_zeros`.
     """
