@@ -73,8 +73,9 @@ contains
   !> feat(nf, nc); grad(nf, 3, nslots); strain(nf, 3, 3, nsc), strain(f, y, x, i) =
   !> dF_f(i) / d eps_xy, every element written (their contents on entry are never
   !> read), or with zeroed (kind 1) all zero on entry and only the features of
-  !> channels present around each centre written. nf must be the number of columns of fmap (kind 1, 2) or of the
-  !> coefficients (kind 0); pass nslots = 0 / nsc = 0 to skip.
+  !> channels present around each centre written. nf must be the number of columns
+  !> of fmap (kind 1, 2) or of the coefficients (kind 0); pass nslots = 0 / nsc = 0
+  !> to skip.
   !> See soap.f90 for the radial table and the feature map.
   subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
                   centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, nchan, fmap, ffac, &

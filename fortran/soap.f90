@@ -564,27 +564,27 @@ contains
   end subroutine strain_accumulate
 
   !> st(f, y, x) = ffac(f) (ds(i1(f), k, a1) + ds(i2(f), k, a2)) for the six k = (x, y),
-  !> y >= x, of strain_accumulate, mirrored to st(f, x, y), for the listed features f
-  !> (both channels present around the centre); other features are not written.
-  pure subroutine strain_features(nf, nd, nchan, nl, fl, fa1, fa2, fi1, fi2, ffac, ds, st)
-    integer, intent(in) :: nf, nd, nchan, nl
-    integer, intent(in) :: fl(nl), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
+  !> y >= x, of strain_accumulate, mirrored to st(f, x, y), for the features f of the
+  !> listed runs (both channels present around the centre); others are not written.
+  pure subroutine strain_features(nf, nd, nchan, nruns, nr, runs, run_first, fa1, fa2, fi1, &
+                                  fi2, ffac, ds, st)
+    integer, intent(in) :: nf, nd, nchan, nruns, nr
+    integer, intent(in) :: runs(nr), run_first(nruns + 1), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
     real(dp), intent(in) :: ffac(nf), ds(nd, 6, nchan)
     real(dp), intent(inout) :: st(nf, 3, 3)
-    integer :: j, f, x, y, k
-    k = 0
-    do x = 1, 3
-      do y = x, 3
-        k = k + 1
-        do j = 1, nl
-          f = fl(j)
-          st(f, y, x) = ffac(f) * (ds(fi1(f), k, fa1(f)) + ds(fi2(f), k, fa2(f)))
-        end do
-        if (y /= x) then
-          do j = 1, nl
-            st(fl(j), x, y) = st(fl(j), y, x)
+    integer :: i, f, f0, f1, x, y, k
+    do i = 1, nr
+      f0 = run_first(runs(i))
+      f1 = run_first(runs(i) + 1) - 1
+      k = 0
+      do x = 1, 3
+        do y = x, 3
+          k = k + 1
+          do f = f0, f1
+            st(f, y, x) = ffac(f) * (ds(fi1(f), k, fa1(f)) + ds(fi2(f), k, fa2(f)))
           end do
-        end if
+          if (y /= x) st(f0:f1, x, y) = st(f0:f1, y, x)
+        end do
       end do
     end do
   end subroutine strain_features
@@ -605,9 +605,9 @@ contains
 
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
-    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:), fpair(:), pl_start(:), pl(:)
+    integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:)
     integer, allocatable :: run_first(:), rpair(:), pr_start(:), pr(:)
-    integer :: nruns
+    integer :: nruns, r
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -644,30 +644,26 @@ contains
                    + nchan * (fmap(1, f) - 1 + nchan * fmap(5, f))))
         end if
       end do
-      ! features, and runs of consecutive features with the same ordered channels
-      ! (a1, a2), grouped by their unordered channel pair: each centre lists those of
-      ! the pairs present around it, and a neighbour's gradients are added run by run
-      allocate (fpair(nf))
-      nruns = 1
+      ! runs of consecutive features with the same ordered channels (a1, a2), grouped by
+      ! their unordered channel pair: each centre lists the runs of the pairs present
+      ! around it, and every loop over features goes run by run
+      allocate (run_first(nf + 1))
+      nruns = 0
       do f = 1, nf
-        fpair(f) = pair_of(fa1(f), fa2(f))
-        if (f > 1) then
-          if (fa1(f) /= fa1(f - 1) .or. fa2(f) /= fa2(f - 1)) nruns = nruns + 1
-        end if
-      end do
-      allocate (run_first(nruns + 1), rpair(nruns))
-      nruns = 1
-      run_first(1) = 1
-      do f = 2, nf
-        if (fa1(f) /= fa1(f - 1) .or. fa2(f) /= fa2(f - 1)) then
+        if (f == 1) then
+          nruns = 1
+        else if (fa1(f) /= fa1(f - 1) .or. fa2(f) /= fa2(f - 1)) then
           nruns = nruns + 1
-          run_first(nruns) = f
+        else
+          cycle
         end if
+        run_first(nruns) = f
       end do
       run_first(nruns + 1) = nf + 1
-      rpair = fpair(run_first(1:nruns))
-      allocate (pl_start(nchan * nchan + 2), pl(nf), pr_start(nchan * nchan + 2), pr(nruns))
-      call group_by_pair(fpair, pl_start, pl)
+      allocate (rpair(nruns), pr_start(nchan * nchan + 2), pr(nruns))
+      do r = 1, nruns
+        rpair(r) = pair_of(fa1(run_first(r)), fa2(run_first(r)))
+      end do
       call group_by_pair(rpair, pr_start, pr)
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
@@ -683,12 +679,11 @@ contains
         allocate (u(3, maxn), rk(maxn), q(YLM_LANES, 0:lmax + 1, 0:lmax + 1))
         allocate (cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax), yb(YLM_LANES, nlm))
         allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
-        allocate (live(nf), cl(2 * nruns), cl_start(nchan + 1))
+        allocate (live(nruns), cl(2 * nruns), cl_start(nchan + 1))
         if (derivs) then
           allocate (g(nlm, 3, maxn), dyb(YLM_LANES, 3, nlm))
           allocate (yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
           allocate (dsum(nf, 3))
-          d = 0.0_dp  ! blocks of absent channels are never formed; keep them finite
         else
           allocate (g(1, 1, 1), dyb(1, 1, 1))
         end if
@@ -774,7 +769,7 @@ contains
       end do
     end subroutine zero_strain_blocks
 
-    !> Index of the unordered channel pair {a1, a2} in pl_start.
+    !> Index of the unordered channel pair {a1, a2} in pr_start.
     pure integer function pair_of(a1, a2)
       integer, intent(in) :: a1, a2
       pair_of = (min(a1, a2) - 1) * nchan + max(a1, a2)
@@ -800,15 +795,15 @@ contains
       end do
     end subroutine group_by_pair
 
-    !> The features whose two channels are present around a centre, all of them in
-    !> live(1:nlive), and the runs of those of each channel a (the only ones a
-    !> neighbour of channel a changes) in cl(cl_start(a) + 1:cl_start(a + 1)).
-    subroutine live_features(present, nlive, live, cl, cl_start)
+    !> The runs of the features whose two channels are present around a centre: all
+    !> of them in live(1:nlr) (nlive features), and those of each channel a (the only
+    !> ones a neighbour of channel a changes) in cl(cl_start(a) + 1:cl_start(a + 1)).
+    subroutine live_features(present, nlive, nlr, live, cl, cl_start)
       logical, intent(in) :: present(:)
-      integer, intent(out) :: nlive
+      integer, intent(out) :: nlive, nlr
       integer, intent(inout) :: live(:), cl(:), cl_start(:)
-      integer :: a, b, p, n
-      nlive = 0
+      integer :: a, b, p, n, j
+      nlr = 0
       cl_start(1) = 0
       do a = 1, nchan
         cl_start(a + 1) = cl_start(a)
@@ -820,11 +815,14 @@ contains
           cl(cl_start(a + 1) + 1:cl_start(a + 1) + n) = pr(pr_start(p) + 1:pr_start(p + 1))
           cl_start(a + 1) = cl_start(a + 1) + n
           if (b >= a) then
-            n = pl_start(p + 1) - pl_start(p)
-            live(nlive + 1:nlive + n) = pl(pl_start(p) + 1:pl_start(p + 1))
-            nlive = nlive + n
+            live(nlr + 1:nlr + n) = pr(pr_start(p) + 1:pr_start(p + 1))
+            nlr = nlr + n
           end if
         end do
+      end do
+      nlive = 0
+      do j = 1, nlr
+        nlive = nlive + run_first(live(j) + 1) - run_first(live(j))
       end do
     end subroutine live_features
 
@@ -842,7 +840,7 @@ contains
       integer, intent(inout) :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
       logical, intent(inout) :: present(:)
       real(dp), intent(inout) :: dst(:)
-      integer :: s0, nn, e, k, nk, a, slot, cs, nl, nlive, j, x
+      integer :: s0, nn, e, k, nk, a, slot, cs, nl, nlive, nlr, j, f0, f1
       real(dp) :: r
 
       s0 = nbr_start(ic)
@@ -894,18 +892,13 @@ contains
       end do
       present(chan(cs)) = .true.
       call power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
-      call live_features(present, nlive, live, cl, cl_start)
-      if (nlive == nf) then
-        do k = 1, nf
+      call live_features(present, nlive, nlr, live, cl, cl_start)
+      if (nlive < nf .and. .not. zeroed) feat(:, ic) = 0.0_dp
+      do j = 1, nlr
+        do k = run_first(live(j)), run_first(live(j) + 1) - 1
           feat(k, ic) = ffac(k) * ps(psi(k))
         end do
-      else
-        if (.not. zeroed) feat(:, ic) = 0.0_dp
-        do j = 1, nlive
-          k = live(j)
-          feat(k, ic) = ffac(k) * ps(psi(k))
-        end do
-      end if
+      end do
       if (.not. derivs) return
 
       if (want_grad) then
@@ -916,31 +909,20 @@ contains
           do k = 1, nk
             e = ent(k)
             a = chan(nbr_species(e))
-            do x = 1, 3
-              do j = cl_start(a) + 1, cl_start(a + 1)
-                grad(run_first(cl(j)):run_first(cl(j) + 1) - 1, x, nbr_slot(e)) = 0.0_dp
-              end do
+            do j = cl_start(a) + 1, cl_start(a + 1)
+              grad(run_first(cl(j)):run_first(cl(j) + 1) - 1, :, nbr_slot(e)) = 0.0_dp
             end do
           end do
-          slot = centre_slot(ic)
-          do x = 1, 3
-            do j = 1, nlive
-              grad(live(j), x, slot) = 0.0_dp
-            end do
+          do j = 1, nlr
+            grad(run_first(live(j)):run_first(live(j) + 1) - 1, :, centre_slot(ic)) = 0.0_dp
           end do
         else if (slot_start(ic + 1) > slot_start(ic)) then  ! the centre's slots, one block
           call zero_fill(nf * 3 * (slot_start(ic + 1) - slot_start(ic)), &
                          grad(:, :, slot_start(ic) + 1:slot_start(ic + 1)))
         end if
-        if (nlive == nf) then
-          dsum = 0.0_dp
-        else
-          do x = 1, 3
-            do j = 1, nlive
-              dsum(live(j), x) = 0.0_dp
-            end do
-          end do
-        end if
+        do j = 1, nlr
+          dsum(run_first(live(j)):run_first(live(j) + 1) - 1, :) = 0.0_dp
+        end do
       end if
       if (want_strain) call zero_strain_blocks(present, dst)
       do k = 1, nk
@@ -958,21 +940,16 @@ contains
       end do
       if (want_grad) then
         slot = centre_slot(ic)
-        if (nlive == nf) then
-          grad(:, :, slot) = grad(:, :, slot) - dsum
-        else
-          do x = 1, 3
-            do j = 1, nlive
-              k = live(j)
-              grad(k, x, slot) = grad(k, x, slot) - dsum(k, x)
-            end do
-          end do
-        end if
+        do j = 1, nlr
+          f0 = run_first(live(j))
+          f1 = run_first(live(j) + 1) - 1
+          grad(f0:f1, :, slot) = grad(f0:f1, :, slot) - dsum(f0:f1, :)
+        end do
       end if
       if (want_strain) then
         if (nlive < nf .and. .not. zeroed) strain(:, :, :, ic) = 0.0_dp
-        call strain_features(nf, nd, nchan, nlive, live, fa1, fa2, fi1, fi2, ffac, dst, &
-                             strain(:, :, :, ic))
+        call strain_features(nf, nd, nchan, nruns, nlr, live, run_first, fa1, fa2, fi1, fi2, &
+                             ffac, dst, strain(:, :, :, ic))
       end if
     end subroutine power_one_centre
 
