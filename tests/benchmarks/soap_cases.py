@@ -352,9 +352,10 @@ def run(args: argparse.Namespace, report: Report) -> None:
     if "featomic" in peers:
         rows = []
         worst_b, worst_bs = (np.inf, ""), (-np.inf, "")
-        for key in args.systems:
+        for res in results:
             wait_for_quiet(args.max_load, args.max_wait)
-            system = SYSTEMS[key]()
+            system = res["system"]
+            key = system.key
             b = measure_blocks(system, args.repeat)
             ratio = b["featomic"] / max(b["atomdesc"], b["atomdesc after featomic"])
             extra = b["atomdesc with strain"] / b["atomdesc after featomic"] - 1
