@@ -45,7 +45,7 @@ def test_repeated_calls_do_not_leak(hypers):
 
 
 def test_untouched_zeros_take_memory_only_where_written():
-    from atomdesc.kernel_inputs import untouched_zeros
+    from atomdesc.output_memory import untouched_zeros
 
     before = _rss_mb()
     zeros = untouched_zeros((64, 2**17))  # 64 MiB

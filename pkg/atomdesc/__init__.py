@@ -15,6 +15,7 @@ from typing import Any
 
 from .cutoffs import CutoffFunction
 from .descriptor import Descriptor, max_threads
+from .output_memory import release_memory
 from .radial import RadialBasis
 from .registry import PluginLoadWarning, get_registry, hookimpl, reload_plugins
 from .result import DescriptorResult
@@ -53,6 +54,7 @@ __all__ = [
     "hookimpl",
     "max_threads",
     "open_features",
+    "release_memory",
     "reload_plugins",
     "show_config",
 ]

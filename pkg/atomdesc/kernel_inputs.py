@@ -7,8 +7,6 @@ write outside an array.
 
 from __future__ import annotations
 
-import math
-import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +14,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from .neighbours import Neighbours, check_kernel_index, compute_neighbours, gradient_slots
+from .output_memory import recycled_empty, untouched_zeros
 from .system import System
 
 @dataclass(frozen=True)
@@ -161,38 +160,13 @@ def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool, sparse: bool
         ``np.zeros`` takes fresh zero pages from the system for large arrays,
         so memory no centre writes is never cleared by the caller (it becomes
         resident by the 2 MiB huge page where numpy gets those). ``False`` for
-        kernels that write every element (SOAP): ``np.empty``, nothing is
-        cleared twice.
+        kernels that write every element (SOAP): undefined values, in memory
+        recycled from dropped results (see :func:`recycled_empty`).
     :param sparse: zeroed outputs of which the kernel will write a small part
         (many species, few around each centre): see :func:`untouched_zeros`.
     """
     if sparse:
         return tuple(untouched_zeros(tuple(reversed(shape))).T for shape in shapes)
-    allocate = np.zeros if zeroed else np.empty
+    allocate = np.zeros if zeroed else recycled_empty
     return tuple(allocate(tuple(reversed(shape))).T for shape in shapes)
 
-
-#: Arrays from this size on get a mapping of their own in :func:`untouched_zeros`.
-OWN_MAPPING_BYTES = 1 << 20
-
-
-def untouched_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A C-ordered float64 array of zeros of which only the written pages take memory.
-
-    ``np.zeros`` gets fresh zero pages for large arrays too, but numpy asks the
-    system for transparent huge pages on them, so a single write makes a whole
-    2 MiB resident: an output whose rows are mostly zeros, with a few written
-    blocks in each, becomes resident entirely. Here large arrays are an
-    anonymous mapping of their own with huge pages declined (where the system
-    has them), so a page nobody writes stays the shared zero page, also when read.
-    """
-    n_bytes = 8 * math.prod(shape)
-    if n_bytes < OWN_MAPPING_BYTES:
-        return np.zeros(shape)
-    if hasattr(mmap, "MAP_PRIVATE"):  # not mmap's default MAP_SHARED: reads would take memory
-        mapping = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    else:  # Windows
-        mapping = mmap.mmap(-1, n_bytes)
-    if hasattr(mmap, "MADV_NOHUGEPAGE"):
-        mapping.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(mapping, dtype=np.float64).reshape(shape)

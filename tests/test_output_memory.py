@@ -1,0 +1,186 @@
+"""Output memory: recycled for outputs written whole, untouched zero pages for sparse ones."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import atomdesc
+from atomdesc import output_memory
+from atomdesc.output_memory import recycled_empty, release_memory, untouched_zeros
+
+posix = pytest.mark.skipif(not hasattr(os, "fork"), reason="recycling needs POSIX mappings")
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                           reason="reads the resident size from /proc")
+
+LARGE = (512, 2048)  # 8 MiB: recycled
+MIB = 2**20
+
+
+def _address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+@pytest.fixture(autouse=True)
+def nothing_kept():
+    release_memory()
+    yield
+    gc.collect()
+    release_memory()
+
+
+def test_small_arrays_are_plain_numpy():
+    a = recycled_empty((10, 10))
+    assert a.shape == (10, 10) and a.dtype == np.float64 and a.flags.owndata
+
+
+@posix
+def test_dropped_memory_is_reused_for_the_next_array():
+    a = recycled_empty(LARGE)
+    assert a.shape == LARGE and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable
+    a[...] = 1.0
+    where = _address(a)
+    assert output_memory.kept_bytes() == 0
+    del a
+    assert output_memory.kept_bytes() >= 8 * MIB
+    b = recycled_empty(LARGE)
+    assert _address(b) == where
+    assert output_memory.kept_bytes() == 0
+
+
+@posix
+def test_memory_is_not_reused_while_any_view_of_it_lives():
+    a = recycled_empty(LARGE)
+    view = a.T[3:7]  # what results hand out: transposed, sliced views
+    del a
+    b = recycled_empty(LARGE)
+    assert not np.shares_memory(view, b)
+    view[...] = 2.0
+    b[...] = 3.0
+    assert (view == 2.0).all()
+    del view
+    c = recycled_empty(LARGE)  # now the first one's memory is free again
+    assert not np.shares_memory(b, c)
+
+
+@posix
+def test_reuse_only_for_a_similar_size():
+    a = recycled_empty(LARGE)
+    where = _address(a)
+    del a
+    assert _address(recycled_empty((256, 2048))) != where  # half the size: a new mapping
+    # the first one is kept while the half-size one is made and dropped
+    slightly_larger = recycled_empty((512 + 32, 2048))  # within the headroom
+    assert _address(slightly_larger) == where
+
+
+@posix
+def test_at_most_max_kept_mappings_are_kept():
+    arrays = [recycled_empty((512, 2048 + 64 * i)) for i in range(output_memory.MAX_KEPT + 3)]
+    del arrays
+    assert len(output_memory._kept) == output_memory.MAX_KEPT
+
+
+@posix
+def test_a_mapping_dropped_while_the_lock_is_held_is_kept_afterwards():
+    # the garbage collector can drop a result at any point, also inside the lock
+    a = recycled_empty(LARGE)
+    where = _address(a)
+    with output_memory._lock:
+        del a
+        assert len(output_memory._returned) == 1
+    assert _address(recycled_empty(LARGE)) == where
+
+
+@posix
+def test_threads_never_share_memory():
+    errors = []
+
+    def work(value: float) -> None:
+        for _ in range(20):
+            a = recycled_empty(LARGE)
+            a[...] = value
+            if not (a == value).all():  # another thread wrote into it
+                errors.append(value)
+
+    threads = [threading.Thread(target=work, args=(float(i),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+@posix
+@linux
+def test_release_memory_gives_the_pages_back():
+    a = recycled_empty((64, 2**17))  # 64 MiB
+    a[...] = 1.0
+    del a
+    before = _rss_mb()
+    assert release_memory() >= 64 * MIB
+    assert before - _rss_mb() > 48
+    assert output_memory.kept_bytes() == 0
+
+
+@posix
+def test_a_forked_child_does_not_inherit_a_held_lock():
+    a = recycled_empty(LARGE)
+    del a
+    with output_memory._lock:  # held by this thread while the child is forked
+        pid = os.fork()
+        if pid == 0:  # the child: must not wait for a lock nobody will release
+            signal.alarm(20)  # killed, not hung, if it does
+            code = 1
+            try:
+                recycled_empty(LARGE)[...] = 1.0
+                code = 0
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@posix
+def test_soap_gradients_in_recycled_memory_are_those_of_a_fresh_call():
+    """A result written into the memory of an earlier, different one has only its own values."""
+    d = atomdesc.descriptor("soap", species=["Si"], r_cut=4.0, n_max=8, l_max=6, sigma=0.3)
+
+    def cell(seed):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 2, 2)
+        atoms.rattle(0.05, seed=seed)
+        return atoms
+
+    reference = d.compute(cell(2), gradients=True, n_threads=1)
+    assert reference.gradient_values.nbytes > output_memory.RECYCLE_BYTES
+    expected = (reference.features.copy(), reference.gradient_pairs.copy(),
+                reference.gradient_values.copy())
+    del reference
+    first = d.compute(cell(1), gradients=True, n_threads=1)
+    where = _address(first.gradient_values)
+    assert not np.array_equal(first.features, expected[0])
+    del first  # its memory, holding cell 1's gradients, is the one kept
+    again = d.compute(cell(2), gradients=True, n_threads=1)
+    assert _address(again.gradient_values) == where
+    np.testing.assert_array_equal(again.features, expected[0])
+    np.testing.assert_array_equal(again.gradient_pairs, expected[1])
+    np.testing.assert_array_equal(again.gradient_values, expected[2])
+
+
+def test_untouched_zeros_are_zeros():
+    z = untouched_zeros((3, 4))
+    assert z.shape == (3, 4) and not z.any()
+    big = untouched_zeros((256, 1024))
+    assert big.shape == (256, 1024) and big.flags.writeable and not big.any()
