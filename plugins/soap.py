@@ -134,10 +134,16 @@ class FeatomicGTOBasis(RadialBasis):
     def evaluate(self, r):
         r = np.asarray(r, dtype=np.float64)
         n = np.arange(self.n_max)[:, None]
-        e = np.exp(-0.5 * r[None, :] ** 2 / self.widths[:, None] ** 2)
-        prim = self.norms[:, None] * r[None, :] ** n * e
-        rn1 = np.where(n > 0, r[None, :] ** np.maximum(n - 1, 0), 0.0)
-        dprim = self.norms[:, None] * (n * rn1 * e - r[None, :] / self.widths[:, None] ** 2 * r[None, :] ** n * e)
+        powers = np.empty((self.n_max, len(r)))  # r^n by products: pow is slow
+        powers[0] = 1.0
+        for k in range(1, self.n_max):
+            powers[k] = powers[k - 1] * r
+        lower = np.zeros_like(powers)  # n r^(n-1)
+        lower[1:] = n[1:] * powers[:-1]
+        inverse_w2 = 1.0 / self.widths[:, None] ** 2
+        e = self.norms[:, None] * np.exp(-0.5 * r * r * inverse_w2)
+        prim = powers * e
+        dprim = (lower - r * inverse_w2 * powers) * e
         values = self.coefficients @ prim
         derivs = self.coefficients @ dprim
         return (

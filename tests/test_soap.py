@@ -157,6 +157,43 @@ def test_radial_table_refuses_non_smooth():
                      n_limit=2**10)
 
 
+def test_tabulation_evaluates_each_point_once():
+    """Each refinement of the grid reuses the points evaluated before it."""
+    from atomdesc.splines import tabulate
+
+    seen = []
+
+    def narrow_gaussian(r):
+        seen.append(r)
+        g = np.exp(-((r - 1.5) ** 2) / 0.02)
+        return g[None], (-(r - 1.5) / 0.01 * g)[None]
+
+    table = tabulate(narrow_gaussian, 3.0, n_start=16)
+    points = np.concatenate(seen)
+    assert len(seen) > 4  # refined several times
+    assert np.diff(np.sort(points)).min() > 1e-9  # no point twice, not even to rounding
+    nodes = np.linspace(0.0, 3.0, len(table))
+    np.testing.assert_allclose(table[:, 0, 0], narrow_gaussian(nodes)[0][0], rtol=0, atol=1e-15)
+    r = np.random.default_rng(7).uniform(0.0, 3.0, 1000)
+    from atomdesc.splines import hermite_evaluate
+
+    approx, _ = hermite_evaluate(table[:, :, 0], 3.0, r)
+    assert np.abs(approx - narrow_gaussian(r)[0][0]).max() <= 1e-8
+
+
+def test_scaled_spherical_in_orders_match_scipy_order_by_order():
+    from atomdesc.radial import scaled_spherical_in, scaled_spherical_in_orders
+
+    z = np.concatenate([[0.0, 1e-300, 1e-30, 1e-12], np.logspace(-8, 3.5, 500)])
+    for l_max in (0, 1, 2, 9, 21):
+        together = scaled_spherical_in_orders(l_max, z)
+        for l in range(l_max + 1):
+            alone = scaled_spherical_in(l, z)
+            # scipy's own values are good to ~1e-13 (against mpmath); the
+            # recurrence inherits that from its two starting orders
+            np.testing.assert_allclose(together[l], alone, rtol=1e-12, atol=0)
+
+
 # ------------------------------------------------------------------ derivatives
 
 

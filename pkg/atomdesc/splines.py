@@ -61,35 +61,54 @@ def tabulate(
             frac = Fraction(b / r_max).limit_denominator(1000)
             if abs(float(frac) - b / r_max) < 1e-13:
                 q = q * frac.denominator // math.gcd(q, frac.denominator)
-    n = max(q, n_start // q * q) + 1
-    while n <= n_limit:
-        r = np.linspace(0.0, r_max, n)
+    m = max(q, n_start // q * q)  # intervals; doubled until accurate
+
+    def at(numerators: np.ndarray, denominator: int) -> np.ndarray:
+        """(values, derivatives) stacked, (2, n_functions, len) at k * (r_max / denominator),
+        ``r_max`` itself for k = denominator: the nodes of np.linspace, the same bits whatever
+        the (power of two) level they are first evaluated at."""
+        r = numerators * (r_max / denominator)
+        r[numerators == denominator] = r_max
         f, df = function(r)
-        f = f.reshape(-1, n)
-        df = df.reshape(-1, n)
-        if not (np.isfinite(f).all() and np.isfinite(df).all()):
+        both = np.stack([np.reshape(f, (-1, len(r))), np.reshape(df, (-1, len(r)))])
+        if not np.isfinite(both).all():
             raise ValueError(f"a tabulated function returned NaN or inf on [0, {r_max}]")
-        h = r[1] - r[0]
-        probe = np.concatenate([r[:-1] + h * t for t in (0.25, 0.5, 0.75)])
-        exact, dexact = function(probe)
-        exact = exact.reshape(-1, len(probe))
-        dexact = dexact.reshape(-1, len(probe))
+        return both
+
+    def interleave(even: np.ndarray, odd: np.ndarray) -> np.ndarray:
+        out = np.empty((*even.shape[:-1], even.shape[-1] + odd.shape[-1]))
+        out[..., 0::2] = even
+        out[..., 1::2] = odd
+        return out
+
+    # Each doubling reuses every point evaluated before: the new nodes are the
+    # old midpoints, the new midpoints the old quarter points.
+    nodes = at(np.arange(m + 1), m)
+    middles = at(2 * np.arange(m) + 1, 2 * m)
+    while m + 1 <= n_limit:
+        k = np.arange(m)
+        quarters = at(4 * k + 1, 4 * m), at(4 * k + 3, 4 * m)
+        probe = np.concatenate([4 * k + 1, 4 * k + 2, 4 * k + 3]) * (r_max / (4 * m))
+        exact, dexact = np.concatenate([quarters[0], middles, quarters[1]], axis=-1)
+        f, df = nodes
         worst = 0.0
-        for k in range(f.shape[0]):
-            table = np.stack([f[k], df[k]], axis=1)
+        for j in range(f.shape[0]):
+            table = np.stack([f[j], df[j]], axis=1)
             approx, dapprox = hermite_evaluate(table, r_max, probe)
-            scale = max(np.abs(f[k]).max(), 1e-300)
-            dscale = max(np.abs(df[k]).max(), 1e-300)
+            scale = max(np.abs(f[j]).max(), 1e-300)
+            dscale = max(np.abs(df[j]).max(), 1e-300)
             worst = max(
                 worst,
-                np.abs(approx - exact[k]).max() / scale,
-                np.abs(dapprox - dexact[k]).max() / dscale * rtol / DERIVATIVE_RTOL,
+                np.abs(approx - exact[j]).max() / scale,
+                np.abs(dapprox - dexact[j]).max() / dscale * rtol / DERIVATIVE_RTOL,
             )
             if worst > rtol:
                 break
         if worst <= rtol:
             return np.ascontiguousarray(np.stack([f.T, df.T], axis=1))
-        n = 2 * (n - 1) + 1
+        nodes = interleave(nodes, middles)
+        middles = interleave(*quarters)
+        m *= 2
     raise ValueError(
         f"could not tabulate the functions to relative accuracy {rtol} with {n_limit} "
         "points; are they smooth on [0, r_cut]?"
