@@ -167,10 +167,13 @@ class PolynomialBasis(RadialBasis):
 
     def evaluate(self, r):
         r = np.asarray(r, dtype=np.float64)
-        x = np.clip(self.r_cut - r, 0.0, None)[None, :]
-        p = self.powers[:, None]
-        values = self.coefficients @ x**p
-        derivs = self.coefficients @ (-p * x ** (p - 1))
+        x = np.clip(self.r_cut - r, 0.0, None)
+        xp = np.empty((self.n_max + 1, len(x)))  # x^2 .. x^(n_max + 2) by products: pow is slow
+        xp[0] = x * x
+        for k in range(1, self.n_max + 1):
+            xp[k] = xp[k - 1] * x
+        values = self.coefficients @ xp[1:]
+        derivs = self.coefficients @ (-self.powers[:, None] * xp[:-1])
         return (
             np.broadcast_to(values, (self.l_max + 1, *values.shape)),
             np.broadcast_to(derivs, (self.l_max + 1, *derivs.shape)),
