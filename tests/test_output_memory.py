@@ -179,6 +179,12 @@ def test_soap_gradients_in_recycled_memory_are_those_of_a_fresh_call():
     np.testing.assert_array_equal(again.gradient_values, expected[2])
 
 
+@pytest.mark.parametrize("allocate", [recycled_empty, untouched_zeros])
+def test_too_large_an_output_is_a_memory_error(allocate):
+    with pytest.raises(MemoryError, match="cannot allocate .* GiB for a descriptor output"):
+        allocate((2**47,))  # 1 PiB
+
+
 def test_untouched_zeros_are_zeros():
     z = untouched_zeros((3, 4))
     assert z.shape == (3, 4) and not z.any()

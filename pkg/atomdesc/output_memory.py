@@ -77,7 +77,7 @@ def recycled_empty(shape: tuple[int, ...]) -> np.ndarray:
         found = _take(n_bytes)
     if found is None:
         size = mmap.PAGESIZE * math.ceil(n_bytes * HEADROOM / mmap.PAGESIZE)
-        mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its large arrays
             mapping.madvise(mmap.MADV_HUGEPAGE)
         found = mapping, np.frombuffer(mapping, dtype=np.uint8)
@@ -163,10 +163,22 @@ def untouched_zeros(shape: tuple[int, ...]) -> np.ndarray:
     n_bytes = 8 * math.prod(shape)
     if n_bytes < OWN_MAPPING_BYTES:
         return np.zeros(shape)
-    if _MAPPINGS:  # not mmap's default MAP_SHARED: reads would take memory
-        mapping = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    else:  # Windows
-        mapping = mmap.mmap(-1, n_bytes)
+    # not mmap's default MAP_SHARED: reads would take memory (Windows has only that)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if _MAPPINGS else None
+    mapping = _new_mapping(n_bytes, shape, flags)
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         mapping.madvise(mmap.MADV_NOHUGEPAGE)
     return np.frombuffer(mapping, dtype=np.float64).reshape(shape)
+
+
+def _new_mapping(n_bytes: int, shape: tuple[int, ...], flags: int | None) -> mmap.mmap:
+    """An anonymous mapping; MemoryError (as numpy raises) when the system refuses it."""
+    try:
+        if flags is None:
+            return mmap.mmap(-1, n_bytes)
+        return mmap.mmap(-1, n_bytes, flags=flags)
+    except OSError as exc:
+        raise MemoryError(
+            f"cannot allocate {n_bytes / 2**30:.3g} GiB for a descriptor output of shape "
+            f"{shape}: {exc.strerror}"
+        ) from exc
