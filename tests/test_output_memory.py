@@ -179,6 +179,26 @@ def test_soap_gradients_in_recycled_memory_are_those_of_a_fresh_call():
     np.testing.assert_array_equal(again.gradient_values, expected[2])
 
 
+@posix
+def test_kept_memory_is_given_back_when_the_system_refuses_a_new_mapping(monkeypatch):
+    a = recycled_empty(LARGE)
+    del a
+    assert output_memory.kept_bytes() > 0
+    make = output_memory._new_mapping
+    calls = []
+
+    def refuse_first(*args):
+        calls.append(output_memory.kept_bytes())
+        if len(calls) == 1:
+            raise MemoryError("refused")
+        return make(*args)
+
+    monkeypatch.setattr(output_memory, "_new_mapping", refuse_first)
+    b = recycled_empty((4 * LARGE[0], LARGE[1]))  # too large for the kept one
+    assert b.shape == (4 * LARGE[0], LARGE[1])
+    assert calls[0] > 0 and calls[1] == 0  # retried once, after giving back what was kept
+
+
 @pytest.mark.parametrize("allocate", [recycled_empty, untouched_zeros])
 def test_too_large_an_output_is_a_memory_error(allocate):
     with pytest.raises(MemoryError, match="cannot allocate .* GiB for a descriptor output"):

@@ -77,7 +77,12 @@ def recycled_empty(shape: tuple[int, ...]) -> np.ndarray:
         found = _take(n_bytes)
     if found is None:
         size = mmap.PAGESIZE * math.ceil(n_bytes * HEADROOM / mmap.PAGESIZE)
-        mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except MemoryError:
+            if not release_memory():
+                raise
+            mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its large arrays
             mapping.madvise(mmap.MADV_HUGEPAGE)
         found = mapping, np.frombuffer(mapping, dtype=np.uint8)
