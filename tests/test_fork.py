@@ -67,3 +67,17 @@ def test_forked_child_computes_and_featurizes_after_the_parent_did(tmp_path):
     child = atomdesc.open_features(tmp_path / "child.zarr")
     np.testing.assert_array_equal(child.features[:], parent.features[:])
     np.testing.assert_array_equal(child[201].gradient_values, parent[201].gradient_values)
+
+
+def test_a_forked_child_does_not_wait_for_the_output_memory_lock():
+    """Forked while another thread holds the lock of the recycled output memory,
+    the child still allocates (it starts with a lock of its own)."""
+    from atomdesc import output_memory
+
+    def allocate() -> bool:
+        output_memory.recycled_empty((512, 2048))[...] = 1.0
+        return True
+
+    output_memory.recycled_empty((512, 2048))  # a mapping kept by the parent
+    with output_memory._lock:
+        assert child_exit_code(allocate, timeout=60.0) == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import sys
 import threading
 
@@ -133,24 +132,6 @@ def test_release_memory_gives_the_pages_back():
     assert release_memory() >= 64 * MIB
     assert before - _rss_mb() > 48
     assert output_memory.kept_bytes() == 0
-
-
-@posix
-def test_a_forked_child_does_not_inherit_a_held_lock():
-    a = recycled_empty(LARGE)
-    del a
-    with output_memory._lock:  # held by this thread while the child is forked
-        pid = os.fork()
-        if pid == 0:  # the child: must not wait for a lock nobody will release
-            signal.alarm(20)  # killed, not hung, if it does
-            code = 1
-            try:
-                recycled_empty(LARGE)[...] = 1.0
-                code = 0
-            finally:
-                os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @posix
