@@ -162,7 +162,9 @@ def measure_system(system: BenchSystem, peers: list[str], args: argparse.Namespa
             float(np.abs(b).max()) for b in theirs)
         if not system.periodic:
             calls["atomdesc[dscribe]+grad"] = lambda: ad_ds.compute(x, gradients=True, n_threads=1)
-            calls["dscribe+grad"] = lambda: ds.derivatives(x, method="analytical", n_jobs=1)
+            # attach=True: the centre moves with its atom, as in atomdesc's gradients
+            calls["dscribe+grad"] = lambda: ds.derivatives(x, method="analytical", attach=True,
+                                                           n_jobs=1)
     if "featomic" in peers:
         fe = featomic_soap()
         calls["featomic"] = lambda: fe.compute(x)
