@@ -12,10 +12,12 @@
 ! feat, grad and strain arrive uninitialised (np.empty) and every element is
 ! written: all features of each centre, each gradient slot zeroed by the centre
 ! that owns it just before it adds to it, all strain components of each centre.
-! With zeroed (power spectrum only) they arrive zeroed instead and only the
-! features whose two channels are present around a centre are written: with
-! many species and few of them around each centre, most of the output is
-! never touched (and, in fresh zero pages, never made resident).
+! With zeroed (power spectrum and expansion) they arrive zeroed instead and
+! only the features whose channels (two for the power spectrum, one for the
+! expansion) are present around a centre are written: with many species and
+! few of them around each centre, most of the output is never touched (and,
+! in fresh zero pages, never made resident). Blocks are cleared before they
+! are added to, so each fresh page is first written, never first read.
 !
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
@@ -962,7 +964,7 @@ contains
       real(dp), intent(inout) :: q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
       real(dp), intent(inout) :: dF(:, :)
       integer, intent(inout) :: echan(:)
-      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off
+      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb
       real(dp) :: r, u(3), w, g(3), rv(3)
 
       s0 = nbr_start(ic)
@@ -1013,19 +1015,42 @@ contains
         end if
       end do
 
-      if (kind == KIND_EXPANSION) then
+      nb = nlm * nmax   ! features of one channel of the expansion
+      if (kind == KIND_EXPANSION .and. zeroed) then
+        ! only the channels around the centre (its own and its neighbours')
+        a = chan(cs)
+        feat(nb * (a - 1) + 1:nb * a, ic) = reshape(c(:, :, a), [nb])
+        do e = 1, nn
+          a = echan(e)
+          if (a /= 0) feat(nb * (a - 1) + 1:nb * a, ic) = reshape(c(:, :, a), [nb])
+        end do
+      else if (kind == KIND_EXPANSION) then
         feat(:, ic) = reshape(c, [nf])
       else
         call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic))
       end if
       if (.not. derivs) return
 
-      if (want_grad) then
-        do slot = slot_start(ic) + 1, slot_start(ic + 1)
-          grad(:, :, slot) = 0.0_dp
+      if (kind == KIND_EXPANSION .and. zeroed) then
+        ! clear the channel blocks the loop below adds to, nothing else
+        do e = 1, nn
+          a = echan(e)
+          if (a == 0) cycle
+          off = nb * (a - 1)
+          if (want_grad) then
+            grad(off + 1:off + nb, :, nbr_slot(s0 + e)) = 0.0_dp
+            grad(off + 1:off + nb, :, centre_slot(ic)) = 0.0_dp
+          end if
+          if (want_strain) strain(off + 1:off + nb, :, :, ic) = 0.0_dp
         end do
+      else
+        if (want_grad) then
+          do slot = slot_start(ic) + 1, slot_start(ic + 1)
+            grad(:, :, slot) = 0.0_dp
+          end do
+        end if
+        if (want_strain) strain(:, :, :, ic) = 0.0_dp
       end if
-      if (want_strain) strain(:, :, :, ic) = 0.0_dp
 
       do e = 1, nn
         a = echan(e)
@@ -1033,21 +1058,20 @@ contains
         rv = vec(:, s0 + e)
         if (kind == KIND_EXPANSION) then
           ! d c(:, :, a) / d r_e: one channel block of the flattened features
-          off = nlm * nmax * (a - 1)
+          off = nb * (a - 1)
           do x = 1, 3
             if (want_grad) then
               slot = nbr_slot(s0 + e)
-              grad(off + 1:off + nlm * nmax, x, slot) = grad(off + 1:off + nlm * nmax, x, slot) &
-                + reshape(dce(:, :, x, e), [nlm * nmax])
+              grad(off + 1:off + nb, x, slot) = grad(off + 1:off + nb, x, slot) &
+                + reshape(dce(:, :, x, e), [nb])
               slot = centre_slot(ic)
-              grad(off + 1:off + nlm * nmax, x, slot) = grad(off + 1:off + nlm * nmax, x, slot) &
-                - reshape(dce(:, :, x, e), [nlm * nmax])
+              grad(off + 1:off + nb, x, slot) = grad(off + 1:off + nb, x, slot) &
+                - reshape(dce(:, :, x, e), [nb])
             end if
             if (want_strain) then
               do yy = 1, 3
-                strain(off + 1:off + nlm * nmax, yy, x, ic) = &
-                  strain(off + 1:off + nlm * nmax, yy, x, ic) &
-                  + reshape(dce(:, :, x, e), [nlm * nmax]) * rv(yy)
+                strain(off + 1:off + nb, yy, x, ic) = strain(off + 1:off + nb, yy, x, ic) &
+                  + reshape(dce(:, :, x, e), [nb]) * rv(yy)
               end do
             end if
           end do

@@ -576,8 +576,8 @@ class _DensityExpansion(Descriptor):
             # the kernel takes the feature count from feat and reads fmap and ffac that far
             raise RuntimeError("internal error: SOAP feature count and feature map disagree")
         # the kernel writes every element, unless most of them are zero: then it
-        # writes only the channel pairs around each centre into fresh zero pages
-        sparse = kind == 1 and self._few_channels_around(nb)
+        # writes only the channels (pairs) around each centre into fresh zero pages
+        sparse = kind in (0, 1) and self._few_channels_around(nb, kind)
         feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=sparse,
                                         sparse=sparse)
         kernels.fortran.soap(
@@ -596,10 +596,11 @@ class _DensityExpansion(Descriptor):
             strain_gradients=strain.T if strain_gradients else None,
         )
 
-    def _few_channels_around(self, nb: KernelNeighbours) -> bool:
-        """Whether the power spectrum of these centres is mostly zeros: at most half
-        of the channel pairs, on average, have a density on both sides (e.g. molecules
-        of a few species, with a descriptor of many)."""
+    def _few_channels_around(self, nb: KernelNeighbours, kind: int = 1) -> bool:
+        """Whether the expansion (kind 0) or power spectrum (kind 1) of these centres is
+        mostly zeros: at most half of the channels, or of the channel pairs, on average
+        have a density (on both sides), e.g. molecules of a few species, with a
+        descriptor of many."""
         n_centers, n_channels = len(nb.center_slot), self.n_channels
         if n_channels < 3 or n_centers == 0:
             return False
@@ -608,6 +609,8 @@ class _DensityExpansion(Descriptor):
              self._chan[nb.species[: nb.start[-1]] - 1] - 1] = True
         seen[np.arange(n_centers), self._chan[nb.center_species - 1] - 1] = True
         around = seen.sum(axis=1)
+        if kind == 0:
+            return float(around.sum()) <= 0.5 * n_centers * n_channels
         pairs = float((around * (around + 1)).sum())
         return pairs <= 0.5 * n_centers * n_channels * (n_channels + 1)
 

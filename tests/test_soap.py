@@ -422,19 +422,25 @@ def test_every_output_element_written(family, average, system, molecule_hco, per
 MANY_SPECIES = ["H", "Li", "B", "C", "N", "O", "F", "Si"]
 
 
+@pytest.mark.parametrize("family, average", [("soap", "off"), ("spherical_expansion", "off"),
+                                             ("bispectrum", "inner")])
 @pytest.mark.parametrize("system", ["molecule", "periodic", "lone_atoms", "one_species"])
-def test_few_channels_written_into_zeros(system, molecule_hco, periodic_hco, monkeypatch):
-    """With many species and few around each centre, the power spectrum is written only
-    where both channels are present, into zeroed outputs: the same numbers, bit for bit,
-    as the path that writes every element."""
+def test_few_channels_written_into_zeros(family, average, system, molecule_hco, periodic_hco,
+                                         monkeypatch):
+    """With many species and few around each centre, the power spectrum (the expansion)
+    is written only where both channels are (its channel is) present, into zeroed
+    outputs: the same numbers, bit for bit, as the path that writes every element.
+    The averaged bispectrum takes its coefficients from the expansion kernel."""
     atoms = {"molecule": molecule_hco, "periodic": periodic_hco,
              "lone_atoms": Atoms("OHF", positions=[[0, 0, 0], [9, 0, 0], [0, 9, 0]]),
              "one_species": Atoms("H2", positions=[[0, 0, 0], [0.8, 0, 0]])}[system]
-    d = small("soap", species=MANY_SPECIES, r_cut=3.0)
+    d = small(family, species=MANY_SPECIES, r_cut=3.0, average=average)
     options = [dict(), dict(gradients=True, strain_gradients=True)]
     calls = _filled_outputs(monkeypatch, np.nan)
     automatic = [d.compute(atoms, **o) for o in options]
-    assert calls == [True] * len(options)  # three of eight species at most: sparse
+    # three of eight species at most: each per-centre kernel call is sparse (the
+    # averaged bispectrum's invariants of the mean are a second, dense call)
+    assert calls.count(True) == len(options)
     forced = {}
     for sparse in (True, False):
         monkeypatch.setattr(soap_plugin._DensityExpansion, "_few_channels_around",
@@ -464,10 +470,21 @@ def test_which_power_spectra_are_written_into_zeros(molecule_hco, periodic_hco):
     assert few(small("soap", species=MANY_SPECIES), molecule_hco)  # 6 of 36 pairs
     assert not few(small("soap", species=MANY_SPECIES, compression="mu2"), molecule_hco)
 
+    def few_channels(d, atoms):  # the expansion: channels, not pairs
+        system = System.from_atoms(atoms)
+        nb = KernelNeighbours.build(system, d.r_max, np.arange(len(atoms)), d.species, False)
+        return d._few_channels_around(nb, 0)
 
-def test_few_channels_everywhere_written_into_zeros(molecule_hco, monkeypatch):
+    expansion = "spherical_expansion"
+    assert not few_channels(small(expansion, species=["H", "C", "O", "N"]), molecule_hco)  # 3 of 4
+    assert few_channels(small(expansion, species=["H", "C", "O", "N", "F", "Si"]), molecule_hco)
+    assert few_channels(small(expansion, species=MANY_SPECIES), periodic_hco)  # 3 of 8
+
+
+@pytest.mark.parametrize("family", ["soap", "spherical_expansion"])
+def test_few_channels_everywhere_written_into_zeros(family, molecule_hco, monkeypatch):
     """The zeroed path where every channel is present (nothing skipped) is exact too."""
-    d = small("soap")
+    d = small(family)
     want = d.compute(molecule_hco, gradients=True, strain_gradients=True)
     monkeypatch.setattr(soap_plugin._DensityExpansion, "_few_channels_around", lambda *a: True)
     got = d.compute(molecule_hco, gradients=True, strain_gradients=True)
@@ -475,9 +492,10 @@ def test_few_channels_everywhere_written_into_zeros(molecule_hco, monkeypatch):
         assert np.array_equal(getattr(got, name), getattr(want, name))
 
 
+@pytest.mark.parametrize("family", ["soap", "spherical_expansion"])
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
-def test_derivatives_few_channels(system, molecule_hco, periodic_hco):
-    d = small("soap", species=MANY_SPECIES, r_cut=3.0)
+def test_derivatives_few_channels(family, system, molecule_hco, periodic_hco):
+    d = small(family, species=MANY_SPECIES, r_cut=3.0)
     atoms = {"molecule": molecule_hco, "periodic": periodic_hco}[system]
     grad_err, strain_err = finite_differences(d, atoms)
     assert grad_err <= 1e-6
