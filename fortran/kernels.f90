@@ -72,7 +72,7 @@ contains
   !> SOAP family: kind 0 = spherical expansion, 1 = power spectrum, 2 = bispectrum.
   !> feat(nf, nc); grad(nf, 3, nslots); strain(nf, 3, 3, nsc), strain(f, y, x, i) =
   !> dF_f(i) / d eps_xy, every element written (their contents on entry are never
-  !> read), or with zeroed (kinds 0 and 1) all zero on entry and only the features of
+  !> read), or with zeroed all zero on entry and only the features of
   !> channels present around each centre written. nf must be the number of columns
   !> of fmap (kind 1, 2) or of the coefficients (kind 0); pass nslots = 0 / nsc = 0
   !> to skip.

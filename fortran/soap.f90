@@ -12,9 +12,9 @@
 ! feat, grad and strain arrive uninitialised (np.empty) and every element is
 ! written: all features of each centre, each gradient slot zeroed by the centre
 ! that owns it just before it adds to it, all strain components of each centre.
-! With zeroed (power spectrum and expansion) they arrive zeroed instead and
-! only the features whose channels (two for the power spectrum, one for the
-! expansion) are present around a centre are written: with many species and
+! With zeroed they arrive zeroed instead and only the features whose channels
+! (one for the expansion, two for the power spectrum, three for the
+! bispectrum) are present around a centre are written: with many species and
 ! few of them around each centre, most of the output is never touched (and,
 ! in fresh zero pages, never made resident). Blocks are cleared before they
 ! are added to, so each fresh page is first written, never first read.
@@ -219,15 +219,21 @@ contains
     df = g00 * tab(:, 1, i) + g10 * tab(:, 2, i) + g01 * tab(:, 1, i + 1) + g11 * tab(:, 2, i + 1)
   end subroutine radial_values
 
-  !> Invariant features of one set of coefficients c(nlm, nmax, nchan).
-  pure subroutine invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, out)
+  !> Invariant features of one set of coefficients c(nlm, nmax, nchan); with
+  !> only, just the features listed there (the others of out are not written).
+  pure subroutine invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, out, only)
     integer, intent(in) :: kind
     real(dp), intent(in) :: c(:, :, :), ffac(:), ct_val(:)
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
-    real(dp), intent(out) :: out(:)
-    integer :: f, l, lo, hi, k, t, o1, o2, o3
+    real(dp), intent(inout) :: out(:)
+    integer, intent(in), optional :: only(:)
+    integer :: f, l, lo, hi, k, t, o1, o2, o3, j, nj
     real(dp) :: s
-    do f = 1, size(out)
+    nj = size(out)
+    if (present(only)) nj = size(only)
+    do j = 1, nj
+      f = j
+      if (present(only)) f = only(j)
       if (kind == KIND_POWER) then
         l = fmap(5, f)
         lo = l * l + 1
@@ -251,15 +257,22 @@ contains
   end subroutine invariant_values
 
   !> Derivatives dF(f, x) of the invariants along three directions dc(:, :, x)
-  !> of the coefficients of channel a only (the other channels fixed).
-  pure subroutine invariant_derivs(kind, c, dc, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
+  !> of the coefficients of channel a only (the other channels fixed); with
+  !> only, just the features listed there (the other rows of dF are not written).
+  pure subroutine invariant_derivs(kind, c, dc, a, fmap, ffac, ct_start, ct_m, ct_val, dF, &
+                                   only)
     integer, intent(in) :: kind, a
     real(dp), intent(in) :: c(:, :, :), dc(:, :, :), ffac(:), ct_val(:)
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
-    real(dp), intent(out) :: dF(:, :)
-    integer :: f, l, lo, hi, k, t, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, i1, i2, i3
+    real(dp), intent(inout) :: dF(:, :)
+    integer, intent(in), optional :: only(:)
+    integer :: f, l, lo, hi, k, t, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, i1, i2, i3, j, nj
     real(dp) :: s(3), c1, c2, c3, v
-    do f = 1, size(dF, 1)
+    nj = size(dF, 1)
+    if (present(only)) nj = size(only)
+    do j = 1, nj
+      f = j
+      if (present(only)) f = only(j)
       if (kind == KIND_POWER) then
         a1 = fmap(1, f)
         a2 = fmap(3, f)
@@ -716,11 +729,17 @@ contains
       real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
       real(dp), allocatable :: ue(:, :), re(:)
       real(dp), allocatable :: q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :), dF(:, :)
-      integer, allocatable :: echan(:)
+      integer, allocatable :: echan(:), blive(:)
+      logical, allocatable :: here(:)
       logical :: derivs
       derivs = want_grad .or. want_strain
       allocate (c(nlm, nmax, nchan), rf(nfun), drf(nfun), y(nlm, maxn), ue(3, maxn), re(maxn))
-      allocate (echan(maxn))
+      allocate (echan(maxn), here(nchan))
+      if (zeroed .and. kind == KIND_BISPECTRUM) then
+        allocate (blive(nf))
+      else
+        allocate (blive(1))
+      end if
       allocate (q(YLM_LANES, 0:lmax + 1, 0:lmax + 1), cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax))
       allocate (yb(YLM_LANES, nlm), dyb(YLM_LANES, 3, nlm))
       if (derivs) then
@@ -735,12 +754,13 @@ contains
       end if
       !$omp do schedule(dynamic, 4)
       do ic = 1, nc
-        call one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF)
+        call one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &
+                        dF, here, blive)
       end do
       !$omp end do
       ! Explicitly, as in acsf.f90: gfortran 12 may not free BLOCK-local
       ! allocatables inside a parallel region.
-      deallocate (c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF)
+      deallocate (c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF, here, blive)
     end block
     !$omp end parallel
 
@@ -956,7 +976,7 @@ contains
     end subroutine power_one_centre
 
     subroutine one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &
-                          dF)
+                          dF, here, blive)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
@@ -964,7 +984,10 @@ contains
       real(dp), intent(inout) :: q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
       real(dp), intent(inout) :: dF(:, :)
       integer, intent(inout) :: echan(:)
-      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb
+      ! zeroed bispectrum: the channels around the centre, and its features of those
+      logical, intent(inout) :: here(:)
+      integer, intent(inout) :: blive(:)
+      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb, f, j, nlive
       real(dp) :: r, u(3), w, g(3), rv(3)
 
       s0 = nbr_start(ic)
@@ -1026,6 +1049,22 @@ contains
         end do
       else if (kind == KIND_EXPANSION) then
         feat(:, ic) = reshape(c, [nf])
+      else if (zeroed) then
+        ! the bispectrum: only the features whose three channels are around the centre
+        here = .false.
+        here(chan(cs)) = .true.
+        do e = 1, nn
+          if (echan(e) /= 0) here(echan(e)) = .true.
+        end do
+        nlive = 0
+        do f = 1, nf
+          if (here(fmap(1, f)) .and. here(fmap(4, f)) .and. here(fmap(7, f))) then
+            nlive = nlive + 1
+            blive(nlive) = f
+          end if
+        end do
+        call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic), &
+                              blive(:nlive))
       else
         call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic))
       end if
@@ -1043,6 +1082,28 @@ contains
           end if
           if (want_strain) strain(off + 1:off + nb, :, :, ic) = 0.0_dp
         end do
+      else if (zeroed) then
+        ! the bispectrum: clear the features of the list in the slots added to below
+        do e = 1, nn
+          if (echan(e) == 0) cycle
+          do x = 1, 3
+            do j = 1, nlive
+              if (want_grad) then
+                grad(blive(j), x, nbr_slot(s0 + e)) = 0.0_dp
+                grad(blive(j), x, centre_slot(ic)) = 0.0_dp
+              end if
+            end do
+          end do
+        end do
+        if (want_strain) then
+          do x = 1, 3
+            do yy = 1, 3
+              do j = 1, nlive
+                strain(blive(j), yy, x, ic) = 0.0_dp
+              end do
+            end do
+          end do
+        end if
       else
         if (want_grad) then
           do slot = slot_start(ic) + 1, slot_start(ic + 1)
@@ -1075,6 +1136,23 @@ contains
               end do
             end if
           end do
+        else if (zeroed) then   ! the bispectrum, features of the list only
+          call invariant_derivs(kind, c, dce(:, :, :, e), a, fmap, ffac, ct_start, ct_m, &
+                                ct_val, dF, blive(:nlive))
+          do x = 1, 3
+            do j = 1, nlive
+              f = blive(j)
+              if (want_grad) then
+                grad(f, x, nbr_slot(s0 + e)) = grad(f, x, nbr_slot(s0 + e)) + dF(f, x)
+                grad(f, x, centre_slot(ic)) = grad(f, x, centre_slot(ic)) - dF(f, x)
+              end if
+              if (want_strain) then
+                do yy = x, 3
+                  strain(f, yy, x, ic) = strain(f, yy, x, ic) + dF(f, x) * rv(yy)
+                end do
+              end if
+            end do
+          end do
         else
           call invariant_derivs(kind, c, dce(:, :, :, e), a, fmap, ffac, ct_start, ct_m, &
                                 ct_val, dF)
@@ -1095,7 +1173,15 @@ contains
           end if
         end if
       end do
-      if (want_strain .and. kind /= KIND_EXPANSION) then
+      if (want_strain .and. kind /= KIND_EXPANSION .and. zeroed) then
+        do x = 1, 3
+          do yy = x + 1, 3
+            do j = 1, nlive
+              strain(blive(j), x, yy, ic) = strain(blive(j), yy, x, ic)
+            end do
+          end do
+        end do
+      else if (want_strain .and. kind /= KIND_EXPANSION) then
         do x = 1, 3
           do yy = x + 1, 3
             strain(:, x, yy, ic) = strain(:, yy, x, ic)

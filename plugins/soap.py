@@ -577,7 +577,7 @@ class _DensityExpansion(Descriptor):
             raise RuntimeError("internal error: SOAP feature count and feature map disagree")
         # the kernel writes every element, unless most of them are zero: then it
         # writes only the channels (pairs) around each centre into fresh zero pages
-        sparse = kind in (0, 1) and self._few_channels_around(nb, kind)
+        sparse = self._few_channels_around(nb, kind)
         feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=sparse,
                                         sparse=sparse)
         kernels.fortran.soap(
@@ -597,10 +597,10 @@ class _DensityExpansion(Descriptor):
         )
 
     def _few_channels_around(self, nb: KernelNeighbours, kind: int = 1) -> bool:
-        """Whether the expansion (kind 0) or power spectrum (kind 1) of these centres is
-        mostly zeros: at most half of the channels, or of the channel pairs, on average
-        have a density (on both sides), e.g. molecules of a few species, with a
-        descriptor of many."""
+        """Whether the expansion (kind 0), power spectrum (1) or bispectrum (2) of these
+        centres is mostly zeros: at most half of the channels, channel pairs or triples,
+        on average, have a density on every side, e.g. molecules of a few species, with
+        a descriptor of many."""
         n_centers, n_channels = len(nb.center_slot), self.n_channels
         if n_channels < 3 or n_centers == 0:
             return False
@@ -609,10 +609,13 @@ class _DensityExpansion(Descriptor):
              self._chan[nb.species[: nb.start[-1]] - 1] - 1] = True
         seen[np.arange(n_centers), self._chan[nb.center_species - 1] - 1] = True
         around = seen.sum(axis=1)
-        if kind == 0:
-            return float(around.sum()) <= 0.5 * n_centers * n_channels
-        pairs = float((around * (around + 1)).sum())
-        return pairs <= 0.5 * n_centers * n_channels * (n_channels + 1)
+        # channels, unordered pairs or triples (with repetition) of the present ones
+        order = kind + 1
+        combinations = np.ones(n_centers)
+        for i in range(order):  # comb(k + order - 1, order), for every centre's k
+            combinations *= (around + i) / (i + 1)
+        return float(combinations.sum()) <= 0.5 * n_centers * math.comb(n_channels + order - 1,
+                                                                          order)
 
     def compute_system(self, system, centers, *, gradients, strain_gradients, n_threads):
         n_coeffs = (self.l_max + 1) ** 2 * self.n_max * self.n_channels

@@ -423,14 +423,14 @@ MANY_SPECIES = ["H", "Li", "B", "C", "N", "O", "F", "Si"]
 
 
 @pytest.mark.parametrize("family, average", [("soap", "off"), ("spherical_expansion", "off"),
-                                             ("bispectrum", "inner")])
+                                             ("bispectrum", "off"), ("bispectrum", "inner")])
 @pytest.mark.parametrize("system", ["molecule", "periodic", "lone_atoms", "one_species"])
 def test_few_channels_written_into_zeros(family, average, system, molecule_hco, periodic_hco,
                                          monkeypatch):
-    """With many species and few around each centre, the power spectrum (the expansion)
-    is written only where both channels are (its channel is) present, into zeroed
-    outputs: the same numbers, bit for bit, as the path that writes every element.
-    The averaged bispectrum takes its coefficients from the expansion kernel."""
+    """With many species and few around each centre, the expansion, power spectrum and
+    bispectrum are written only where their one, two or three channels are present,
+    into zeroed outputs: the same numbers as the path that writes every element. The
+    averaged bispectrum takes its coefficients from the expansion kernel."""
     atoms = {"molecule": molecule_hco, "periodic": periodic_hco,
              "lone_atoms": Atoms("OHF", positions=[[0, 0, 0], [9, 0, 0], [0, 9, 0]]),
              "one_species": Atoms("H2", positions=[[0, 0, 0], [0.8, 0, 0]])}[system]
@@ -480,8 +480,16 @@ def test_which_power_spectra_are_written_into_zeros(molecule_hco, periodic_hco):
     assert few_channels(small(expansion, species=["H", "C", "O", "N", "F", "Si"]), molecule_hco)
     assert few_channels(small(expansion, species=MANY_SPECIES), periodic_hco)  # 3 of 8
 
+    def few_triples(d, atoms):
+        system = System.from_atoms(atoms)
+        nb = KernelNeighbours.build(system, d.r_max, np.arange(len(atoms)), d.species, False)
+        return d._few_channels_around(nb, 2)
 
-@pytest.mark.parametrize("family", ["soap", "spherical_expansion"])
+    assert not few_triples(small("bispectrum"), molecule_hco)  # H, C, O of H, C, O
+    assert few_triples(small("bispectrum", species=MANY_SPECIES), molecule_hco)  # 10 of 120
+
+
+@pytest.mark.parametrize("family", ["soap", "spherical_expansion", "bispectrum"])
 def test_few_channels_everywhere_written_into_zeros(family, molecule_hco, monkeypatch):
     """The zeroed path where every channel is present (nothing skipped) is exact too."""
     d = small(family)
@@ -492,7 +500,7 @@ def test_few_channels_everywhere_written_into_zeros(family, molecule_hco, monkey
         assert np.array_equal(getattr(got, name), getattr(want, name))
 
 
-@pytest.mark.parametrize("family", ["soap", "spherical_expansion"])
+@pytest.mark.parametrize("family", ["soap", "spherical_expansion", "bispectrum"])
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
 def test_derivatives_few_channels(family, system, molecule_hco, periodic_hco):
     d = small(family, species=MANY_SPECIES, r_cut=3.0)
