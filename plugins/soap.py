@@ -576,7 +576,7 @@ class _DensityExpansion(Descriptor):
             # the kernel takes the feature count from feat and reads fmap and ffac that far
             raise RuntimeError("internal error: SOAP feature count and feature map disagree")
         # the kernel writes every element, unless most of them are zero: then it
-        # writes only the channels (pairs) around each centre into fresh zero pages
+        # writes only the channels (pairs, triples) around each centre into fresh zero pages
         sparse = self._few_channels_around(nb, kind)
         feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=sparse,
                                         sparse=sparse)
