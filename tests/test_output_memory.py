@@ -19,7 +19,7 @@ posix = pytest.mark.skipif(not hasattr(os, "fork"), reason="recycling needs POSI
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
                            reason="reads the resident size from /proc")
 
-LARGE = (512, 2048)  # 8 MiB: recycled
+LARGE = (2048, 2048)  # 32 MiB: recycled
 MIB = 2**20
 
 
@@ -76,18 +76,22 @@ def test_memory_is_not_reused_while_any_view_of_it_lives():
 
 @posix
 def test_reuse_only_for_a_similar_size():
-    a = recycled_empty(LARGE)
+    double = (2 * LARGE[0], LARGE[1])
+    a = recycled_empty(double)
     where = _address(a)
     del a
-    assert _address(recycled_empty((256, 2048))) != where  # half the size: a new mapping
+    half = recycled_empty(LARGE)  # half the size: a new mapping
+    assert _address(half) != where
+    del half
     # the first one is kept while the half-size one is made and dropped
-    slightly_larger = recycled_empty((512 + 32, 2048))  # within the headroom
+    slightly_larger = recycled_empty((double[0] + 128, double[1]))  # within the headroom
     assert _address(slightly_larger) == where
 
 
 @posix
 def test_at_most_max_kept_mappings_are_kept():
-    arrays = [recycled_empty((512, 2048 + 64 * i)) for i in range(output_memory.MAX_KEPT + 3)]
+    arrays = [recycled_empty((LARGE[0], LARGE[1] + 64 * i))
+              for i in range(output_memory.MAX_KEPT + 3)]
     del arrays
     assert len(output_memory._kept) == output_memory.MAX_KEPT
 
@@ -138,10 +142,10 @@ def test_release_memory_gives_the_pages_back():
 @posix
 def test_soap_gradients_in_recycled_memory_are_those_of_a_fresh_call():
     """A result written into the memory of an earlier, different one has only its own values."""
-    d = atomdesc.descriptor("soap", species=["Si"], r_cut=4.0, n_max=8, l_max=6, sigma=0.3)
+    d = atomdesc.descriptor("soap", species=["Si"], r_cut=5.0, n_max=8, l_max=6, sigma=0.3)
 
     def cell(seed):
-        atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 2, 2)
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (3, 3, 3)
         atoms.rattle(0.05, seed=seed)
         return atoms
 

@@ -24,8 +24,12 @@ import threading
 
 import numpy as np
 
-#: Arrays from this size on are recycled (numpy's own threshold for huge pages).
-RECYCLE_BYTES = 4 << 20
+#: Arrays from this size on are recycled. Below it glibc's malloc does it already:
+#: once a block of some size up to 32 MiB has been freed, it keeps blocks of that
+#: size in its heap for reuse (its dynamic mmap threshold). Recycling smaller
+#: arrays here would keep that threshold low, so that other code's buffers of a
+#: few MB (a compressor's, say) would get fresh pages on every call instead.
+RECYCLE_BYTES = 32 << 20
 #: A kept mapping serves requests down to 1/RECYCLE_SLACK of its size...
 RECYCLE_SLACK = 1.25
 #: ...and a new one is made this much larger, for a later, slightly larger request
