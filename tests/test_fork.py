@@ -75,9 +75,9 @@ def test_a_forked_child_does_not_wait_for_the_output_memory_lock():
     from atomdesc import output_memory
 
     def allocate() -> bool:
-        output_memory.recycled_empty((512, 2048))[...] = 1.0
+        output_memory.recycled_empty((2048, 2048))[...] = 1.0  # 32 MiB: recycled
         return True
 
-    output_memory.recycled_empty((512, 2048))  # a mapping kept by the parent
+    output_memory.recycled_empty((2048, 2048))  # a mapping kept by the parent
     with output_memory._lock:
         assert child_exit_code(allocate, timeout=60.0) == 0
