@@ -30,11 +30,12 @@ import numpy as np
 #: arrays here would keep that threshold low, so that other code's buffers of a
 #: few MB (a compressor's, say) would get fresh pages on every call instead.
 RECYCLE_BYTES = 32 << 20
-#: A kept mapping serves requests down to 1/RECYCLE_SLACK of its size...
-RECYCLE_SLACK = 1.25
-#: ...and a new one is made this much larger, for a later, slightly larger request
-#: (the headroom is address space until a request uses it).
+#: A new mapping is made this much larger than its request, for a later, slightly
+#: larger one (the headroom is address space until a request uses it)...
 HEADROOM = 1.125
+#: ...and a kept mapping serves requests down to 1 / (RECYCLE_SLACK * HEADROOM) of its
+#: size: at most RECYCLE_SLACK times the memory asked for is held beyond the headroom.
+RECYCLE_SLACK = 1.25
 #: Most mappings kept: the arrays of one or two results.
 MAX_KEPT = 4
 
