@@ -1039,23 +1039,23 @@ contains
       end do
 
       nb = nlm * nmax   ! features of one channel of the expansion
+      if (zeroed) then   ! the channels of the neighbours (within rmax)
+        here = .false.
+        do e = 1, nn
+          if (echan(e) /= 0) here(echan(e)) = .true.
+        end do
+      end if
       if (kind == KIND_EXPANSION .and. zeroed) then
         ! only the channels around the centre (its own and its neighbours')
-        a = chan(cs)
-        feat(nb * (a - 1) + 1:nb * a, ic) = reshape(c(:, :, a), [nb])
-        do e = 1, nn
-          a = echan(e)
-          if (a /= 0) feat(nb * (a - 1) + 1:nb * a, ic) = reshape(c(:, :, a), [nb])
+        do a = 1, nchan
+          if (here(a) .or. a == chan(cs)) feat(nb * (a - 1) + 1:nb * a, ic) = &
+            reshape(c(:, :, a), [nb])
         end do
       else if (kind == KIND_EXPANSION) then
         feat(:, ic) = reshape(c, [nf])
       else if (zeroed) then
         ! the bispectrum: only the features whose three channels are around the centre
-        here = .false.
         here(chan(cs)) = .true.
-        do e = 1, nn
-          if (echan(e) /= 0) here(echan(e)) = .true.
-        end do
         nlive = 0
         do f = 1, nf
           if (here(fmap(1, f)) .and. here(fmap(4, f)) .and. here(fmap(7, f))) then
@@ -1070,31 +1070,38 @@ contains
       end if
       if (.not. derivs) return
 
+      ! zeroed: clear what the loop below adds to, nothing else, each block once
       if (kind == KIND_EXPANSION .and. zeroed) then
-        ! clear the channel blocks the loop below adds to, nothing else
-        do e = 1, nn
-          a = echan(e)
-          if (a == 0) cycle
-          off = nb * (a - 1)
-          if (want_grad) then
-            grad(off + 1:off + nb, :, nbr_slot(s0 + e)) = 0.0_dp
-            grad(off + 1:off + nb, :, centre_slot(ic)) = 0.0_dp
-          end if
-          if (want_strain) strain(off + 1:off + nb, :, :, ic) = 0.0_dp
+        ! the neighbours' channel blocks: in their slots, the centre's slot and the strain
+        if (want_grad) then
+          do e = 1, nn
+            a = echan(e)
+            if (a /= 0) grad(nb * (a - 1) + 1:nb * a, :, nbr_slot(s0 + e)) = 0.0_dp
+          end do
+        end if
+        do a = 1, nchan
+          if (.not. here(a)) cycle
+          if (want_grad) grad(nb * (a - 1) + 1:nb * a, :, centre_slot(ic)) = 0.0_dp
+          if (want_strain) strain(nb * (a - 1) + 1:nb * a, :, :, ic) = 0.0_dp
         end do
       else if (zeroed) then
-        ! the bispectrum: clear the features of the list in the slots added to below
-        do e = 1, nn
-          if (echan(e) == 0) cycle
-          do x = 1, 3
-            do j = 1, nlive
-              if (want_grad) then
-                grad(blive(j), x, nbr_slot(s0 + e)) = 0.0_dp
-                grad(blive(j), x, centre_slot(ic)) = 0.0_dp
-              end if
+        ! the bispectrum: the listed features, in the neighbours' slots and the centre's
+        if (want_grad .and. any(echan(1:nn) /= 0)) then
+          do e = 0, nn   ! 0: the centre's slot
+            if (e == 0) then
+              slot = centre_slot(ic)
+            else if (echan(e) /= 0) then
+              slot = nbr_slot(s0 + e)
+            else
+              cycle
+            end if
+            do x = 1, 3
+              do j = 1, nlive
+                grad(blive(j), x, slot) = 0.0_dp
+              end do
             end do
           end do
-        end do
+        end if
         if (want_strain) then
           do x = 1, 3
             do yy = 1, 3

@@ -169,4 +169,3 @@ def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool, sparse: bool
         return tuple(untouched_zeros(tuple(reversed(shape))).T for shape in shapes)
     allocate = np.zeros if zeroed else recycled_empty
     return tuple(allocate(tuple(reversed(shape))).T for shape in shapes)
-
