@@ -193,12 +193,12 @@ def measure_blocks(system: BenchSystem, repeat: int) -> dict[str, float]:
     """Features + position gradients, 1 thread, each code's calls in a block of their own:
     atomdesc, featomic, atomdesc again, then atomdesc with strain (best of ``repeat`` each).
 
-    The interleaved timings put every atomdesc call right after a featomic call that has
-    just freed a few hundred MB; on a kernel that compacts memory for huge-page requests
-    (``transparent_hugepage/defrag`` = ``madvise``) the output's page faults then wait for
-    compaction. Blocks show each code at its own steady state; the block after featomic's
-    shows whether the first one was flattered, and the strain block what strain adds
-    to it without the interleaved samples' page-fault waits.
+    The interleaved timings put every atomdesc call right after a featomic call; when
+    atomdesc's outputs were fresh memory each call, faulting their pages in cost a large
+    and erratic share of it (docs/benchmarks.md: first-touch cost, not compaction as first
+    thought). Blocks show each code at its own steady state; the block after featomic's
+    shows whether the first one was flattered, and the strain block what strain adds to
+    it. With recycled outputs the two tables agree; the blocks stay as the check.
     """
     x = system.inputs
     ad, fe = ours(system, "featomic"), featomic_soap()
