@@ -460,33 +460,23 @@ def test_which_power_spectra_are_written_into_zeros(molecule_hco, periodic_hco):
     from atomdesc.kernel_inputs import KernelNeighbours
     from atomdesc.system import System
 
-    def few(d, atoms):
+    def few(d, atoms, kind=1):  # kind 0, 1, 2: channels, pairs, triples
         system = System.from_atoms(atoms)
         nb = KernelNeighbours.build(system, d.r_max, np.arange(len(atoms)), d.species, False)
-        return d._few_channels_around(nb)
+        return d._few_channels_around(nb, kind)
 
     assert not few(small("soap"), molecule_hco)  # H, C, O around every atom
     assert not few(small("soap", species=["H", "C", "O", "N"]), periodic_hco)  # 6 of 10 pairs
     assert few(small("soap", species=MANY_SPECIES), molecule_hco)  # 6 of 36 pairs
     assert not few(small("soap", species=MANY_SPECIES, compression="mu2"), molecule_hco)
 
-    def few_channels(d, atoms):  # the expansion: channels, not pairs
-        system = System.from_atoms(atoms)
-        nb = KernelNeighbours.build(system, d.r_max, np.arange(len(atoms)), d.species, False)
-        return d._few_channels_around(nb, 0)
-
     expansion = "spherical_expansion"
-    assert not few_channels(small(expansion, species=["H", "C", "O", "N"]), molecule_hco)  # 3 of 4
-    assert few_channels(small(expansion, species=["H", "C", "O", "N", "F", "Si"]), molecule_hco)
-    assert few_channels(small(expansion, species=MANY_SPECIES), periodic_hco)  # 3 of 8
+    assert not few(small(expansion, species=["H", "C", "O", "N"]), molecule_hco, 0)  # 3 of 4
+    assert few(small(expansion, species=["H", "C", "O", "N", "F", "Si"]), molecule_hco, 0)
+    assert few(small(expansion, species=MANY_SPECIES), periodic_hco, 0)  # 3 of 8
 
-    def few_triples(d, atoms):
-        system = System.from_atoms(atoms)
-        nb = KernelNeighbours.build(system, d.r_max, np.arange(len(atoms)), d.species, False)
-        return d._few_channels_around(nb, 2)
-
-    assert not few_triples(small("bispectrum"), molecule_hco)  # H, C, O of H, C, O
-    assert few_triples(small("bispectrum", species=MANY_SPECIES), molecule_hco)  # 10 of 120
+    assert not few(small("bispectrum"), molecule_hco, 2)  # H, C, O of H, C, O
+    assert few(small("bispectrum", species=MANY_SPECIES), molecule_hco, 2)  # 10 of 120
 
 
 @pytest.mark.parametrize("family", ["soap", "spherical_expansion", "bispectrum"])
