@@ -504,105 +504,80 @@ contains
     x = 0.0_dp
   end subroutine zero_fill
 
-  !> Add the gradient of the power-spectrum features in the listed runs for a neighbour
-  !> of channel a to its gradient slot g and to dsum (the centre's share, -dsum, is
-  !> written once): ffac(f) (d(i1(f), x) [a1 = a] + d(i2(f), x) [a2 = a]). Run r is
-  !> run_first(r) .. run_first(r + 1) - 1, features of one ordered channel pair (a1, a2)
-  !> with channel a whose other channel is present.
+  !> The derivatives of the power-spectrum features in the listed runs for a neighbour
+  !> of channel a at vector rv from the centre: v(f, x) = ffac(f) (d(i1(f), x) [a1 = a]
+  !> + d(i2(f), x) [a2 = a]). With grad_too, v is added to the neighbour's gradient slot
+  !> g and to dsum (the centre's share, -dsum, is written once); with strain_too,
+  !> v(f, x) rv(y) to st6(f, k) for the six k = (x, y), y >= x, in the order (1,1),
+  !> (1,2), (1,3), (2,2), (2,3), (3,3). The strain derivative
+  !> d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y of a rotation invariant F is symmetric
+  !> in x, y once summed over all neighbours (the antisymmetric part is the derivative
+  !> along an infinitesimal rotation), so six sums suffice and the other three are
+  !> mirrored (each neighbour's term is not symmetric on its own). Run r is
+  !> run_first(r) .. run_first(r + 1) - 1, features of one ordered channel pair
+  !> (a1, a2) with channel a whose other channel is present. With strain, v is formed
+  !> run by run in vb, so that each of its updates is a unit-stride loop.
   pure subroutine add_feature_derivs(nf, nd, nruns, nr, a, runs, run_first, fa1, fa2, fi1, &
-                                     fi2, ffac, d, g, dsum)
+                                     fi2, ffac, d, grad_too, strain_too, rv, vb, g, dsum, st6)
     integer, intent(in) :: nf, nd, nruns, nr, a
     integer, intent(in) :: runs(nr), run_first(nruns + 1), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
-    real(dp), intent(in) :: ffac(nf), d(nd, 3)
-    real(dp), intent(inout) :: g(nf, 3), dsum(nf, 3)
-    integer :: i, f, f0, f1, x
+    real(dp), intent(in) :: ffac(nf), d(nd, 3), rv(3)
+    logical, intent(in) :: grad_too, strain_too
+    real(dp), intent(inout) :: vb(:), g(nf, 3), dsum(nf, 3), st6(nf, 6)
+    integer :: i, f, f0, f1, m, x, y, k
     real(dp) :: v
     do x = 1, 3
       do i = 1, nr
         f0 = run_first(runs(i))
         f1 = run_first(runs(i) + 1) - 1
+        if (.not. strain_too) then  ! gradients only: v straight into g and dsum
+          if (fa1(f0) == a .and. fa2(f0) == a) then
+            do f = f0, f1
+              v = ffac(f) * (d(fi1(f), x) + d(fi2(f), x))
+              g(f, x) = g(f, x) + v
+              dsum(f, x) = dsum(f, x) + v
+            end do
+          else if (fa1(f0) == a) then
+            do f = f0, f1
+              v = ffac(f) * d(fi1(f), x)
+              g(f, x) = g(f, x) + v
+              dsum(f, x) = dsum(f, x) + v
+            end do
+          else
+            do f = f0, f1
+              v = ffac(f) * d(fi2(f), x)
+              g(f, x) = g(f, x) + v
+              dsum(f, x) = dsum(f, x) + v
+            end do
+          end if
+          cycle
+        end if
+        m = f1 - f0 + 1
         if (fa1(f0) == a .and. fa2(f0) == a) then
           do f = f0, f1
-            v = ffac(f) * (d(fi1(f), x) + d(fi2(f), x))
-            g(f, x) = g(f, x) + v
-            dsum(f, x) = dsum(f, x) + v
+            vb(f - f0 + 1) = ffac(f) * (d(fi1(f), x) + d(fi2(f), x))
           end do
         else if (fa1(f0) == a) then
           do f = f0, f1
-            v = ffac(f) * d(fi1(f), x)
-            g(f, x) = g(f, x) + v
-            dsum(f, x) = dsum(f, x) + v
+            vb(f - f0 + 1) = ffac(f) * d(fi1(f), x)
           end do
         else
           do f = f0, f1
-            v = ffac(f) * d(fi2(f), x)
-            g(f, x) = g(f, x) + v
-            dsum(f, x) = dsum(f, x) + v
+            vb(f - f0 + 1) = ffac(f) * d(fi2(f), x)
           end do
         end if
+        if (grad_too) then
+          g(f0:f1, x) = g(f0:f1, x) + vb(1:m)
+          dsum(f0:f1, x) = dsum(f0:f1, x) + vb(1:m)
+        end if
+        k = (x - 1) * (8 - x) / 2  ! the six (x, y), y >= x, numbered from 1
+        do y = x, 3
+          k = k + 1
+          st6(f0:f1, k) = st6(f0:f1, k) + rv(y) * vb(1:m)
+        end do
       end do
     end do
   end subroutine add_feature_derivs
-
-  !> The strain derivative d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y of a rotation
-  !> invariant F is symmetric in x, y once summed over all neighbours (the antisymmetric
-  !> part is the derivative along an infinitesimal rotation), so only the six components
-  !> k = 1..6 = (x, y) in (1,1), (1,2), (1,3), (2,2), (2,3), (3,3) are summed and the
-  !> other three mirrored. (Each neighbour's term, and each channel's share below, is
-  !> not symmetric on its own.)
-  !>
-  !> ds(:, b, l, k) += d(:, b, l, x) r(y): the sum in the space of the per-neighbour
-  !> derivatives d (one array per channel of the neighbours), mapped to features once
-  !> per centre; blocks b of absent channels are skipped (never formed, never read).
-  pure subroutine strain_accumulate(nmax, lmax, nchan, present, d, rv, ds)
-    integer, intent(in) :: nmax, lmax, nchan
-    logical, intent(in) :: present(nchan)
-    real(dp), intent(in) :: d(nmax * nmax, nchan, 0:lmax, 3), rv(3)
-    real(dp), intent(inout) :: ds(nmax * nmax, nchan, 0:lmax, 6)
-    integer :: i, b, l, x, y, k
-    real(dp) :: r
-    k = 0
-    do x = 1, 3
-      do y = x, 3
-        k = k + 1
-        r = rv(y)
-        do l = 0, lmax
-          do b = 1, nchan
-            if (.not. present(b)) cycle
-            do i = 1, nmax * nmax
-              ds(i, b, l, k) = ds(i, b, l, k) + d(i, b, l, x) * r
-            end do
-          end do
-        end do
-      end do
-    end do
-  end subroutine strain_accumulate
-
-  !> st(f, y, x) = ffac(f) (ds(i1(f), k, a1) + ds(i2(f), k, a2)) for the six k = (x, y),
-  !> y >= x, of strain_accumulate, mirrored to st(f, x, y), for the features f of the
-  !> listed runs (both channels present around the centre); others are not written.
-  pure subroutine strain_features(nf, nd, nchan, nruns, nr, runs, run_first, fa1, fa2, fi1, &
-                                  fi2, ffac, ds, st)
-    integer, intent(in) :: nf, nd, nchan, nruns, nr
-    integer, intent(in) :: runs(nr), run_first(nruns + 1), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
-    real(dp), intent(in) :: ffac(nf), ds(nd, 6, nchan)
-    real(dp), intent(inout) :: st(nf, 3, 3)
-    integer :: i, f, f0, f1, x, y, k
-    do i = 1, nr
-      f0 = run_first(runs(i))
-      f1 = run_first(runs(i) + 1) - 1
-      k = 0
-      do x = 1, 3
-        do y = x, 3
-          k = k + 1
-          do f = f0, f1
-            st(f, y, x) = ffac(f) * (ds(fi1(f), k, fa1(f)) + ds(fi2(f), k, fa2(f)))
-          end do
-          if (y /= x) st(f0:f1, x, y) = st(f0:f1, y, x)
-        end do
-      end do
-    end do
-  end subroutine strain_features
 
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
@@ -685,7 +660,7 @@ contains
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
         real(dp), allocatable :: rk(:), q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :)
         real(dp), allocatable :: ps(:), yc(:), gc(:), d(:)
-        real(dp), allocatable :: dsum(:, :), dst(:)
+        real(dp), allocatable :: dsum(:, :), st6(:, :), vb(:)
         integer, allocatable :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
         logical, allocatable :: present(:)
         logical :: derivs
@@ -698,27 +673,27 @@ contains
         if (derivs) then
           allocate (g(nlm, 3, maxn), dyb(YLM_LANES, 3, nlm))
           allocate (yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
-          allocate (dsum(nf, 3))
+          allocate (dsum(nf, 3), vb(maxval(run_first(2:nruns + 1) - run_first(1:nruns))))
         else
           allocate (g(1, 1, 1), dyb(1, 1, 1))
         end if
         if (want_strain) then
-          allocate (dst(6 * nd * nchan))
+          allocate (st6(nf, 6))
         else
-          allocate (dst(1))
+          allocate (st6(1, 1))
         end if
         !$omp do schedule(dynamic, 4)
         do ic = 1, nc
           call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
-                                yc, gc, d, dsum, ent, kpos, present, live, cl, cl_start, dst)
+                                yc, gc, d, dsum, vb, ent, kpos, present, live, cl, cl_start, st6)
         end do
         !$omp end do
         ! Explicitly, as below: gfortran 12 may not free BLOCK-local
         ! allocatables inside a parallel region.
         deallocate (c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, ent, kpos, present)
         deallocate (live, cl, cl_start)
-        if (derivs) deallocate (yc, gc, d, dsum)
-        deallocate (dst)
+        if (derivs) deallocate (yc, gc, d, dsum, vb)
+        deallocate (st6)
       end block
       !$omp end parallel
       return
@@ -771,25 +746,6 @@ contains
       integer(c_int), intent(in) :: n1, n2, b, l
       dindex = n1 + nmax * (n2 - 1 + nmax * (b - 1 + nchan * l))
     end function dindex
-
-    !> Zero the blocks of ds(nmax, nmax, nchan, 0:lmax, 6, nchan) that strain_accumulate
-    !> adds to and strain_features reads: both channels present (with many species
-    !> and few around a centre, a small part of it).
-    subroutine zero_strain_blocks(present, ds)
-      logical, intent(in) :: present(:)
-      real(dp), intent(inout) :: ds(nmax * nmax, nchan, 0:lmax, 6, nchan)
-      integer :: a, b, l, k
-      do a = 1, nchan
-        if (.not. present(a)) cycle
-        do k = 1, 6
-          do l = 0, lmax
-            do b = 1, nchan
-              if (present(b)) ds(:, b, l, k, a) = 0.0_dp
-            end do
-          end do
-        end do
-      end do
-    end subroutine zero_strain_blocks
 
     !> Index of the unordered channel pair {a1, a2} in pr_start.
     pure integer function pair_of(a1, a2)
@@ -852,17 +808,17 @@ contains
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
     subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
-                                yc, gc, d, dsum, ent, kpos, present, live, cl, cl_start, dst)
+                                yc, gc, d, dsum, vb, ent, kpos, present, live, cl, cl_start, st6)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
       real(dp), intent(inout) :: rk(:), q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
       real(dp), intent(inout) :: ps(:), yc(:), gc(:)
-      real(dp), intent(inout) :: d(:), dsum(:, :)
+      real(dp), intent(inout) :: d(:), dsum(:, :), vb(:)
       integer, intent(inout) :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
       logical, intent(inout) :: present(:)
-      real(dp), intent(inout) :: dst(:)
-      integer :: s0, nn, e, k, nk, a, slot, cs, nl, nlive, nlr, j, f0, f1
+      real(dp), intent(inout) :: st6(:, :)
+      integer :: s0, nn, e, k, nk, a, slot, cs, nl, nlive, nlr, j, f0, f1, xs, ys
       real(dp) :: r
 
       s0 = nbr_start(ic)
@@ -946,19 +902,26 @@ contains
           dsum(run_first(live(j)):run_first(live(j) + 1) - 1, :) = 0.0_dp
         end do
       end if
-      if (want_strain) call zero_strain_blocks(present, dst)
+      if (want_strain) then
+        do j = 1, nlr
+          st6(run_first(live(j)):run_first(live(j) + 1) - 1, :) = 0.0_dp
+        end do
+      end if
       do k = 1, nk
         e = ent(k)
         a = chan(nbr_species(e))
         call project_c(nmax, lmax, nlm, nchan, present, c, y(:, k), g(:, :, k), yc, gc)
         call pair_derivs(nmax, lmax, nchan, present, wr(:, k), wdr(:, k), u(:, k), yc, gc, d)
-        if (want_strain) call strain_accumulate(nmax, lmax, nchan, present, d, vec(:, e), &
-                                                dst(6 * nd * (a - 1) + 1:6 * nd * a))
-        if (.not. want_grad) cycle
         nl = cl_start(a + 1) - cl_start(a)
-        call add_feature_derivs(nf, nd, nruns, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
-                                run_first, fa1, fa2, fi1, fi2, ffac, d, &
-                                grad(:, :, nbr_slot(e)), dsum)
+        if (want_grad) then
+          call add_feature_derivs(nf, nd, nruns, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
+                                  run_first, fa1, fa2, fi1, fi2, ffac, d, .true., want_strain, &
+                                  vec(:, e), vb, grad(:, :, nbr_slot(e)), dsum, st6)
+        else  ! no gradient slots: g and dsum are not touched
+          call add_feature_derivs(nf, nd, nruns, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
+                                  run_first, fa1, fa2, fi1, fi2, ffac, d, .false., .true., &
+                                  vec(:, e), vb, dsum, dsum, st6)
+        end if
       end do
       if (want_grad) then
         slot = centre_slot(ic)
@@ -970,8 +933,18 @@ contains
       end if
       if (want_strain) then
         if (nlive < nf .and. .not. zeroed) strain(:, :, :, ic) = 0.0_dp
-        call strain_features(nf, nd, nchan, nruns, nlr, live, run_first, fa1, fa2, fi1, fi2, &
-                             ffac, dst, strain(:, :, :, ic))
+        do j = 1, nlr  ! the six sums, and the three mirrored
+          f0 = run_first(live(j))
+          f1 = run_first(live(j) + 1) - 1
+          k = 0
+          do xs = 1, 3
+            do ys = xs, 3
+              k = k + 1
+              strain(f0:f1, ys, xs, ic) = st6(f0:f1, k)
+              if (ys /= xs) strain(f0:f1, xs, ys, ic) = st6(f0:f1, k)
+            end do
+          end do
+        end do
       end if
     end subroutine power_one_centre
 
@@ -1171,7 +1144,7 @@ contains
           end if
           if (want_strain) then
             ! d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic):
-            ! y >= x only, mirrored below (symmetric for invariants, see strain_accumulate)
+            ! y >= x only, mirrored below (symmetric for invariants, see add_feature_derivs)
             do x = 1, 3
               do yy = x, 3
                 strain(:, yy, x, ic) = strain(:, yy, x, ic) + dF(:, x) * rv(yy)

@@ -339,6 +339,25 @@ def test_threads_identical(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("system", ["molecule", "periodic"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_strain_alone_equals_strain_with_gradients(family, system, sparse, molecule_hco,
+                                                   periodic_hco, monkeypatch):
+    """The kernels sum the strain derivative alongside the gradients; asked for alone
+    (no gradient slots), they must give the same numbers."""
+    atoms = {"molecule": molecule_hco, "periodic": periodic_hco}[system]
+    monkeypatch.setattr(soap_plugin._DensityExpansion, "_few_channels_around",
+                        lambda *a: sparse)
+    d = small(family, species=MANY_SPECIES, r_cut=3.0)
+    alone = d.compute(atoms, strain_gradients=True)
+    both = d.compute(atoms, gradients=True, strain_gradients=True)
+    assert alone.gradient_values is None
+    assert np.abs(both.strain_gradients).max() > 0
+    np.testing.assert_array_equal(alone.features, both.features)
+    np.testing.assert_array_equal(alone.strain_gradients, both.strain_gradients)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_molecules_of_a_list_are_computed_together_bit_identically(family):
     from ase.build import molecule
 
