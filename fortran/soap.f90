@@ -497,6 +497,18 @@ contains
     end do
   end subroutine pair_derivs
 
+  !> Write 0 to x(1), x(513), ... and x(n): every 4 KiB page that x(1:n) spans gets a
+  !> write. For zeroed outputs (zero already), so that a fresh page is first written.
+  pure subroutine touch_pages(n, x)
+    integer, intent(in) :: n
+    real(dp), intent(inout) :: x(n)
+    integer :: i
+    do i = 1, n, 512
+      x(i) = 0.0_dp
+    end do
+    if (n > 0) x(n) = 0.0_dp
+  end subroutine touch_pages
+
   !> x(1:n) = 0 as one contiguous block (of a contiguous array section of any rank).
   pure subroutine zero_fill(n, x)
     integer, intent(in) :: n
@@ -881,18 +893,26 @@ contains
 
       if (want_grad) then
         if (zeroed) then
-          ! zero what will be added to anyway: so the first touch of each fresh page
-          ! is a write (a read maps the shared zero page, and the write after it
-          ! replaces that with a TLB flush on every thread's CPU)
+          ! write (zeros) to every page of what will be added to: the first touch of
+          ! a fresh page must be a write (a read maps the shared zero page, and the
+          ! write after it replaces that with a TLB flush on every thread's CPU)
           do k = 1, nk
             e = ent(k)
             a = chan(nbr_species(e))
             do j = cl_start(a) + 1, cl_start(a + 1)
-              grad(run_first(cl(j)):run_first(cl(j) + 1) - 1, :, nbr_slot(e)) = 0.0_dp
+              f0 = run_first(cl(j))
+              f1 = run_first(cl(j) + 1) - 1
+              do xs = 1, 3
+                call touch_pages(f1 - f0 + 1, grad(f0:f1, xs, nbr_slot(e)))
+              end do
             end do
           end do
           do j = 1, nlr
-            grad(run_first(live(j)):run_first(live(j) + 1) - 1, :, centre_slot(ic)) = 0.0_dp
+            f0 = run_first(live(j))
+            f1 = run_first(live(j) + 1) - 1
+            do xs = 1, 3
+              call touch_pages(f1 - f0 + 1, grad(f0:f1, xs, centre_slot(ic)))
+            end do
           end do
         else if (slot_start(ic + 1) > slot_start(ic)) then  ! the centre's slots, one block
           call zero_fill(nf * 3 * (slot_start(ic + 1) - slot_start(ic)), &
