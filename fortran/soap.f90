@@ -980,7 +980,7 @@ contains
       ! zeroed bispectrum: the channels around the centre, and its features of those
       logical, intent(inout) :: here(:)
       integer, intent(inout) :: blive(:)
-      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb, f, j, nlive
+      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb, f, j, nlive, f0, f1
       real(dp) :: r, u(3), w, g(3), rv(3)
 
       s0 = nbr_start(ic)
@@ -1063,19 +1063,26 @@ contains
       end if
       if (.not. derivs) return
 
-      ! zeroed: clear what the loop below adds to, nothing else, each block once
+      ! zeroed: write to every page of what the loop below adds to (zero already),
+      ! nothing else, so that each fresh page is first written (see power_one_centre)
       if (kind == KIND_EXPANSION .and. zeroed) then
         ! the neighbours' channel blocks: in their slots, the centre's slot and the strain
-        if (want_grad) then
-          do e = 1, nn
-            a = echan(e)
-            if (a /= 0) grad(nb * (a - 1) + 1:nb * a, :, nbr_slot(s0 + e)) = 0.0_dp
-          end do
-        end if
         do a = 1, nchan
-          if (.not. here(a)) cycle
-          if (want_grad) grad(nb * (a - 1) + 1:nb * a, :, centre_slot(ic)) = 0.0_dp
-          if (want_strain) strain(nb * (a - 1) + 1:nb * a, :, :, ic) = 0.0_dp
+          f0 = nb * (a - 1) + 1
+          f1 = nb * a
+          do x = 1, 3
+            if (want_grad) then
+              do e = 1, nn
+                if (echan(e) == a) call touch_pages(nb, grad(f0:f1, x, nbr_slot(s0 + e)))
+              end do
+              if (here(a)) call touch_pages(nb, grad(f0:f1, x, centre_slot(ic)))
+            end if
+            if (want_strain .and. here(a)) then
+              do yy = 1, 3
+                call touch_pages(nb, strain(f0:f1, yy, x, ic))
+              end do
+            end if
+          end do
         end do
       else if (zeroed) then
         ! the bispectrum: the listed features, in the neighbours' slots and the centre's
