@@ -16,8 +16,9 @@
 ! (one for the expansion, two for the power spectrum, three for the
 ! bispectrum) are present around a centre are written: with many species and
 ! few of them around each centre, most of the output is never touched (and,
-! in fresh zero pages, never made resident). Blocks are cleared before they
-! are added to, so each fresh page is first written, never first read.
+! in fresh zero pages, never made resident). Every page of a block gets a
+! write (of zero) before the block is added to, so each fresh page is first
+! written, never first read.
 !
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
