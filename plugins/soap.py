@@ -9,7 +9,6 @@ included) run in Fortran through a spline table checked to a relative 1e-8.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from typing import Any
@@ -21,12 +20,20 @@ from atomdesc import kernels
 from atomdesc.cutoffs import CutoffFunction, parse_cutoff_spec
 from atomdesc.descriptor import Descriptor, normalise_species, positive_float
 from atomdesc.kernel_inputs import KernelNeighbours, kernel_outputs
-from atomdesc.radial import RadialBasis, gaussian_radial_integral, lowdin, radial_table
+from atomdesc.plugins.soap_angular import coupling_tensor
+from atomdesc.plugins.soap_radial import (
+    DSCRIBE_THRESHOLD,
+    FeatomicGTOBasis,
+    GTOBasis,
+    PolynomialBasis,
+    ShiftedCosineCutoff,
+    check_weighting,
+    weighting_function,
+)
+from atomdesc.radial import gaussian_radial_integral, radial_table
 from atomdesc.registry import get_registry, hookimpl
 from atomdesc.result import DescriptorResult
 
-#: DScribe's decay threshold of the density: atoms up to r_cut + sigma sqrt(-2 ln 1e-3).
-DSCRIBE_THRESHOLD = 1e-3
 #: Largest l_max (the Y_lm recursions are stable far beyond; this bounds table sizes).
 L_MAX_LIMIT = 20
 #: Relative accuracy of the radial spline tables (the issue asks for <= 1e-8;
@@ -35,327 +42,6 @@ TABLE_RTOL = 1e-10
 CONVENTIONS = ("atomdesc", "dscribe", "featomic")
 COMPRESSIONS = ("off", "mu2", "crossover")
 AVERAGES = ("off", "inner", "outer")
-
-
-# ------------------------------------------------------------------ radial bases
-
-
-class GTOBasis(RadialBasis):
-    """DScribe's l-dependent Gaussian-type orbitals, Löwdin-orthonormalised on [0, inf).
-
-    ``g_nl(r) = sum_k beta_lnk r^l exp(-alpha_kl r^2)`` with
-    ``alpha_kl = -ln(1e-3 / a_k^l) / a_k^2``, ``a = linspace(1, r_cut, n_max)``.
-    The Gaussian-density radial integral has a closed form.
-    """
-
-    name = "gto"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        from scipy.special import gamma
-
-        if self.r_cut <= 1.0:
-            raise ValueError("the gto radial basis needs r_cut > 1 Å")
-        a = np.linspace(1.0, self.r_cut, self.n_max)
-        self.alphas = np.zeros((self.l_max + 1, self.n_max))
-        self.betas = np.zeros((self.l_max + 1, self.n_max, self.n_max))
-        for l in range(self.l_max + 1):
-            alpha = -np.log(DSCRIBE_THRESHOLD / a**l) / a**2
-            m = alpha[:, None] + alpha[None, :]
-            overlap = 0.5 * gamma(l + 1.5) * m ** (-l - 1.5)
-            self.alphas[l] = alpha
-            self.betas[l] = lowdin(overlap)
-
-    @property
-    def support(self) -> float:
-        return np.inf
-
-    def evaluate(self, r):
-        r = np.asarray(r, dtype=np.float64)
-        values = np.zeros((self.l_max + 1, self.n_max, len(r)))
-        derivs = np.zeros_like(values)
-        for l in range(self.l_max + 1):
-            prim = r[None, :] ** l * np.exp(-self.alphas[l][:, None] * r[None, :] ** 2)
-            dprim = (
-                (l * r[None, :] ** max(l - 1, 0) if l > 0 else 0.0)
-                * np.exp(-self.alphas[l][:, None] * r[None, :] ** 2)
-                - 2 * self.alphas[l][:, None] * r[None, :] * prim
-            )
-            values[l] = self.betas[l] @ prim
-            derivs[l] = self.betas[l] @ dprim
-        return values, derivs
-
-    def radial_integral(self, r, sigma):
-        # int_0^inf x^(2+l) e^(-a x^2) i_l(c x) dx = sqrt(pi) / 2^(l+2) c^l a^-(l+3/2) e^(c^2/4a)
-        eta = 0.5 / sigma**2
-        r = np.asarray(r, dtype=np.float64)
-        values = np.zeros((self.l_max + 1, self.n_max, len(r)))
-        derivs = np.zeros_like(values)
-        for l in range(self.l_max + 1):
-            a = self.alphas[l] + eta
-            pref = 4 * np.pi * np.sqrt(np.pi) / 2 ** (l + 2) * (2 * eta) ** l * a ** (-(l + 1.5))
-            k = self.alphas[l] * eta / a
-            e = np.exp(-k[:, None] * r[None, :] ** 2)
-            prim = pref[:, None] * r[None, :] ** l * e
-            dprim = pref[:, None] * (
-                (l * r[None, :] ** (l - 1) if l > 0 else 0.0) * e
-                - 2 * k[:, None] * r[None, :] ** (l + 1) * e
-            )
-            values[l] = self.betas[l] @ prim
-            derivs[l] = self.betas[l] @ dprim
-        return values, derivs
-
-
-class FeatomicGTOBasis(RadialBasis):
-    """featomic's (librascal's) l-independent GTO basis, Löwdin-orthonormalised on [0, inf).
-
-    ``R_n(r) ∝ r^n exp(-r^2 / 2 sigma_n^2)``, ``sigma_n = r_cut max(sqrt(n), 1) / n_max``,
-    n = 0 .. n_max - 1 (featomic's ``max_radial`` is n_max - 1).
-    """
-
-    name = "gto_featomic"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        from scipy.special import gamma
-
-        n = np.arange(self.n_max)
-        self.widths = self.r_cut * np.maximum(np.sqrt(n), 1.0) / self.n_max
-        self.norms = np.sqrt(2.0 / (self.widths ** (2 * n + 3) * gamma(n + 1.5)))
-        b = 0.5 / self.widths[:, None] ** 2 + 0.5 / self.widths[None, :] ** 2
-        p = (n[:, None] + n[None, :] + 3) / 2.0
-        overlap = self.norms[:, None] * self.norms[None, :] * 0.5 * gamma(p) * b ** (-p)
-        self.coefficients = lowdin(overlap)
-
-    @property
-    def support(self) -> float:
-        return np.inf
-
-    def evaluate(self, r):
-        r = np.asarray(r, dtype=np.float64)
-        n = np.arange(self.n_max)[:, None]
-        powers = np.empty((self.n_max, len(r)))  # r^n by products: pow is slow
-        powers[0] = 1.0
-        for k in range(1, self.n_max):
-            powers[k] = powers[k - 1] * r
-        lower = np.zeros_like(powers)  # n r^(n-1)
-        lower[1:] = n[1:] * powers[:-1]
-        inverse_w2 = 1.0 / self.widths[:, None] ** 2
-        e = self.norms[:, None] * np.exp(-0.5 * r * r * inverse_w2)
-        prim = powers * e
-        dprim = (lower - r * inverse_w2 * powers) * e
-        values = self.coefficients @ prim
-        derivs = self.coefficients @ dprim
-        return (
-            np.broadcast_to(values, (self.l_max + 1, *values.shape)),
-            np.broadcast_to(derivs, (self.l_max + 1, *derivs.shape)),
-        )
-
-
-class PolynomialBasis(RadialBasis):
-    """Bartók's polynomials ``(r_cut - r)^(k+2)``, k = 1 .. n_max, Löwdin-orthonormalised on [0, r_cut]."""
-
-    name = "polynomial"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        k = np.arange(1, self.n_max + 1, dtype=np.float64)
-        s = k[:, None] + k[None, :]
-        overlap = 2 * self.r_cut ** (7 + s) / ((5 + s) * (6 + s) * (7 + s))
-        self.coefficients = lowdin(overlap)
-        self.powers = k + 2
-
-    def evaluate(self, r):
-        r = np.asarray(r, dtype=np.float64)
-        x = np.clip(self.r_cut - r, 0.0, None)
-        xp = np.empty((self.n_max + 1, len(x)))  # x^2 .. x^(n_max + 2) by products: pow is slow
-        xp[0] = x * x
-        for k in range(1, self.n_max + 1):
-            xp[k] = xp[k - 1] * x
-        values = self.coefficients @ xp[1:]
-        derivs = self.coefficients @ (-self.powers[:, None] * xp[:-1])
-        return (
-            np.broadcast_to(values, (self.l_max + 1, *values.shape)),
-            np.broadcast_to(derivs, (self.l_max + 1, *derivs.shape)),
-        )
-
-
-class ShiftedCosineCutoff(CutoffFunction):
-    """1 up to r_cut - width, then (1 + cos(pi (r - r_cut + width) / width)) / 2 (featomic's)."""
-
-    name = "shifted_cosine"
-    parameters = ("width",)
-
-    def __init__(self, r_cut, **params):
-        super().__init__(r_cut, **params)
-        self.width = positive_float(self.params.get("width", 0.5), "shifted_cosine width")
-        if self.width > self.r_cut:
-            raise ValueError("shifted_cosine width must not exceed r_cut")
-
-    @property
-    def breakpoints(self) -> tuple[float, ...]:
-        """Where the function is only C1 (radial tables put a grid node there)."""
-        return (self.r_cut - self.width,)
-
-    def evaluate(self, r):
-        r = np.asarray(r, dtype=np.float64)
-        x = np.clip((r - self.r_cut + self.width) / self.width, 0.0, 1.0)
-        return 0.5 * (1 + np.cos(np.pi * x)), -0.5 * np.pi / self.width * np.sin(np.pi * x)
-
-
-# ------------------------------------------------------------------ weighting
-
-
-def _weighting_function(weighting: dict[str, Any]):
-    """DScribe's radial weighting w(r) (``poly``, ``pow``, ``exp``) with its derivative."""
-    name = weighting["function"]
-    r0, c = weighting["r0"], weighting["c"]
-    if name == "poly":
-        m = weighting["m"]
-
-        def f(r):
-            x = np.minimum(r / r0, 1.0)
-            base = 1 + 2 * x**3 - 3 * x**2
-            value = c * base**m
-            deriv = c * m * base ** max(m - 1, 0) * (6 * x**2 - 6 * x) / r0 if m > 0 else 0 * r
-            return np.where(r <= r0, value, 0.0), np.where(r <= r0, deriv, 0.0)
-    elif name == "pow":
-        d, m = weighting["d"], weighting["m"]
-
-        def f(r):
-            x = r / r0
-            den = d + x**m
-            return c / den, -c * m * x ** (m - 1) / r0 / den**2
-    else:  # exp
-        d = weighting["d"]
-
-        def f(r):
-            e = np.exp(-r / r0)
-            return c / (d + e), c * e / r0 / (d + e) ** 2
-    return f
-
-
-def _check_weighting(weighting: Any) -> dict[str, Any] | None:
-    if weighting is None:
-        return None
-    if not isinstance(weighting, dict):
-        raise ValueError(f"weighting must be a dict or None, got {weighting!r}")
-    w = dict(weighting)
-    allowed = {"function", "r0", "c", "d", "m", "w0", "threshold"}
-    unknown = set(w) - allowed
-    if unknown:
-        raise ValueError(f"weighting has unknown key(s) {sorted(unknown)}")
-    if "w0" in w:
-        w0 = float(w["w0"])
-        if not np.isfinite(w0) or w0 < 0:
-            raise ValueError("weighting w0 must be >= 0")
-        w["w0"] = w0
-    if "function" not in w:
-        return w
-    if w["function"] not in ("poly", "pow", "exp"):
-        raise ValueError(f"weighting function must be 'poly', 'pow' or 'exp', got {w['function']!r}")
-    need = {"poly": ("r0", "c", "m"), "pow": ("r0", "c", "d", "m"), "exp": ("r0", "c", "d")}
-    for key in need[w["function"]]:
-        if key not in w:
-            raise ValueError(f"weighting {w['function']!r} needs {key!r}")
-        value = float(w[key])
-        if not np.isfinite(value) or value < 0 or (key == "r0" and value == 0):
-            raise ValueError(f"weighting {key} must be a finite number {'> 0' if key == 'r0' else '>= 0'}")
-        w[key] = value
-    w.pop("threshold", None)
-    return w
-
-
-# ------------------------------------------------------------------ spherical harmonics
-
-
-def real_ylm(l_max: int, u: np.ndarray) -> np.ndarray:
-    """Real orthonormal Y_lm of unit vectors u (n, 3) as in ``fortran/soap.f90``: (n, (l_max+1)^2)."""
-    u = np.atleast_2d(u)
-    x, y, z = u[:, 0], u[:, 1], u[:, 2]
-    cm = [np.ones_like(x)]
-    sm = [np.zeros_like(x)]
-    for m in range(1, l_max + 1):
-        cm.append(x * cm[-1] - y * sm[-1])
-        sm.append(x * sm[m - 1] + y * cm[m - 1])
-    q = {}
-    dfact = 1.0
-    for m in range(l_max + 1):
-        if m > 0:
-            dfact *= 2 * m - 1
-        q[m, m] = np.full_like(z, dfact)
-        if m + 1 <= l_max:
-            q[m + 1, m] = (2 * m + 1) * z * dfact
-        for l in range(m + 2, l_max + 1):
-            q[l, m] = ((2 * l - 1) * z * q[l - 1, m] - (l + m - 1) * q[l - 2, m]) / (l - m)
-    out = np.zeros((len(u), (l_max + 1) ** 2))
-    for l in range(l_max + 1):
-        i0 = l * l + l
-        for m in range(l + 1):
-            nrm = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m) / math.factorial(l + m))
-            if m == 0:
-                out[:, i0] = nrm * q[l, 0]
-            else:
-                out[:, i0 + m] = math.sqrt(2) * nrm * q[l, m] * cm[m]
-                out[:, i0 - m] = math.sqrt(2) * nrm * q[l, m] * sm[m]
-    return out
-
-
-def _wigner_3j(j1: int, j2: int, j3: int, m1: int, m2: int, m3: int) -> float:
-    """Wigner 3j symbol (Racah's formula, exact integer arithmetic)."""
-    if m1 + m2 + m3 != 0 or abs(m1) > j1 or abs(m2) > j2 or abs(m3) > j3:
-        return 0.0
-    if j3 < abs(j1 - j2) or j3 > j1 + j2:
-        return 0.0
-    f = math.factorial
-    tri = f(j1 + j2 - j3) * f(j1 - j2 + j3) * f(-j1 + j2 + j3) / f(j1 + j2 + j3 + 1)
-    pre = tri * f(j1 + m1) * f(j1 - m1) * f(j2 + m2) * f(j2 - m2) * f(j3 + m3) * f(j3 - m3)
-    total = 0
-    for k in range(0, j1 + j2 + j3 + 1):
-        args = (k, j1 + j2 - j3 - k, j1 - m1 - k, j2 + m2 - k, j3 - j2 + m1 + k, j3 - j1 - m2 + k)
-        if min(args) < 0:
-            continue
-        den = 1
-        for a in args:
-            den *= f(a)
-        total += (-1) ** k / den
-    return (-1) ** (j1 - j2 - m3) * math.sqrt(pre) * total
-
-
-@functools.cache
-def _real_from_complex(l: int) -> np.ndarray:
-    """U with real Y_l = U @ complex Y_l (scipy's convention, Condon-Shortley phase)."""
-    from scipy.special import sph_harm_y
-
-    rng = np.random.default_rng(12345 + l)
-    u = rng.normal(size=(4 * (2 * l + 1), 3))
-    u /= np.linalg.norm(u, axis=1)[:, None]
-    theta = np.arccos(np.clip(u[:, 2], -1, 1))
-    phi = np.arctan2(u[:, 1], u[:, 0])
-    yc = np.array([sph_harm_y(l, m, theta, phi) for m in range(-l, l + 1)])
-    yr = real_ylm(l, u)[:, l * l:(l + 1) ** 2].T
-    return yr @ np.linalg.pinv(yc)
-
-
-@functools.cache
-def coupling_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
-    """The real rotation-invariant tensor T[m1, m2, m3] of l1 ⊗ l2 ⊗ l3 (unit norm).
-
-    Built from the Wigner 3j symbols and the change of basis to the real Y_lm
-    of the kernels; it is real for even l1 + l2 + l3 (a scalar) and the
-    imaginary part is taken for odd (a pseudoscalar).
-    """
-    w = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
-    for i, m1 in enumerate(range(-l1, l1 + 1)):
-        for j, m2 in enumerate(range(-l2, l2 + 1)):
-            m3 = -m1 - m2
-            if abs(m3) <= l3:
-                w[i, j, m3 + l3] = _wigner_3j(l1, l2, l3, m1, m2, m3)
-    v1, v2, v3 = (np.linalg.inv(_real_from_complex(l)) for l in (l1, l2, l3))
-    t = np.einsum("abc,ai,bj,ck->ijk", w, v1, v2, v3)
-    part = t.real if (l1 + l2 + l3) % 2 == 0 else t.imag
-    part[np.abs(part) < 1e-13] = 0.0
-    return part / np.linalg.norm(part)
 
 
 # ------------------------------------------------------------------ the families
@@ -401,7 +87,7 @@ class _DensityExpansion(Descriptor):
             raise ValueError(f"average must be one of {list(AVERAGES)}, got {average!r}")
         self.average = average
         self._set_compression(compression)
-        self.weighting = _check_weighting(weighting)
+        self.weighting = check_weighting(weighting)
         if center_atom_weight is not None:
             center_atom_weight = float(center_atom_weight)
             if not np.isfinite(center_atom_weight) or center_atom_weight < 0:
@@ -483,7 +169,7 @@ class _DensityExpansion(Descriptor):
             f = np.where(r < self.r_cut, f, 0.0)
             df = np.where(r < self.r_cut, df, 0.0)
         if self.weighting and "function" in self.weighting:
-            w, dw = _weighting_function(self.weighting)(r)
+            w, dw = weighting_function(self.weighting)(r)
             f, df = f * w, df * w + f * dw
         value = self._density_norm * i * f
         deriv = self._density_norm * (di * f + i * df)
@@ -508,7 +194,7 @@ class _DensityExpansion(Descriptor):
         elif self.weighting and "w0" in self.weighting:
             w0 = self.weighting["w0"]
         elif self.weighting and "function" in self.weighting:
-            w0 = float(_weighting_function(self.weighting)(np.zeros(1))[0][0])
+            w0 = float(weighting_function(self.weighting)(np.zeros(1))[0][0])
         else:
             w0 = 1.0
         self._self_c = self._self_c_unit * w0

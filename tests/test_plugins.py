@@ -10,7 +10,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 import atomdesc
-from atomdesc.plugins.soap import real_ylm
+from atomdesc.plugins.soap_angular import real_ylm
 from atomdesc.radial import gaussian_radial_integral
 from atomdesc.registry import PluginLoadWarning, Registry, make_plugin_manager
 from atomdesc.splines import hermite_evaluate

@@ -13,6 +13,8 @@ from ase.io import read
 
 import atomdesc
 from atomdesc.plugins import soap as soap_plugin
+from atomdesc.plugins.soap_angular import real_ylm
+from atomdesc.plugins.soap_radial import GTOBasis
 from atomdesc.radial import gaussian_radial_integral, radial_table
 from atomdesc.registry import get_registry
 
@@ -129,7 +131,7 @@ def test_radial_orthonormal(name):
 
 
 def test_gto_closed_form_matches_quadrature():
-    basis = soap_plugin.GTOBasis(n_max=4, l_max=4, r_cut=4.0)
+    basis = GTOBasis(n_max=4, l_max=4, r_cut=4.0)
     r = np.linspace(0.0, 5.0, 57)
     closed, dclosed = basis.radial_integral(r, 0.4)
     basis.radial_integral = lambda r, sigma: None
@@ -272,7 +274,7 @@ def test_spherical_expansion_wigner_d(molecule_hco):
     rot = molecule_hco.copy()
     rot.positions = molecule_hco.positions @ R.T
     cr = d.compute(rot).features.reshape(c.shape)
-    y, yr = soap_plugin.real_ylm(l_max, u), soap_plugin.real_ylm(l_max, u @ R.T)
+    y, yr = real_ylm(l_max, u), real_ylm(l_max, u @ R.T)
     for l in range(l_max + 1):
         s = slice(l * l, (l + 1) ** 2)
         # Y_l(R u) = D_l Y_l(u): the real Wigner D matrix of the rotation
