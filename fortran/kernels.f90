@@ -75,10 +75,11 @@ contains
   !> read), or with zeroed all zero on entry and only the features of
   !> channels present around each centre written. nf must be the number of columns
   !> of fmap (kind 1, 2) or of the coefficients (kind 0); pass nslots = 0 / nsc = 0
-  !> to skip.
+  !> to skip. star: 0, or the channel (kind 1 only, none of chan's) that is the sum of
+  !> all the others (compression mu1nu1).
   !> See soap.f90 for the radial table and the feature map.
   subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
-                  centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, nchan, fmap, ffac, &
+                  centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, nchan, star, fmap, ffac, &
                   ct_start, ct_m, ct_val, want_grad, want_strain, zeroed, nthreads, feat, grad, &
                   strain, nf, nslots, nsc, nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz)
     !f2py threadsafe
@@ -95,7 +96,7 @@ contains
     !f2py integer intent(hide), depend(grad) :: nslots = shape(grad, 2)
     !f2py integer intent(hide), depend(strain) :: nsc = shape(strain, 3)
     integer(c_int), intent(in) :: nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz, nf, nslots, nsc
-    integer(c_int), intent(in) :: kind, lmax, nmax, nchan, nthreads
+    integer(c_int), intent(in) :: kind, lmax, nmax, nchan, star, nthreads
     integer(c_int), intent(in) :: nbr_start(nc + 1), nbr_species(ne), nbr_slot(ne)
     integer(c_int), intent(in) :: centre_slot(nc), slot_start(nc + 1), centre_species(nc)
     integer(c_int), intent(in) :: chan(nsp), fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
@@ -106,7 +107,7 @@ contains
 
     call soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                       slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, &
-                      nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
+                      nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
                       want_strain .and. nsc > 0, zeroed, nthreads, feat, grad, strain)
   end subroutine soap
 

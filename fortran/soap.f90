@@ -528,29 +528,34 @@ contains
   !> along an infinitesimal rotation), so six sums suffice and the other three are
   !> mirrored (each neighbour's term is not symmetric on its own). Run r is
   !> run_first(r) .. run_first(r + 1) - 1, features of one ordered channel pair
-  !> (a1, a2) with channel a whose other channel is present. With strain, v is formed
+  !> (a1, a2) with channel a whose other channel is present. A channel star > 0 is the sum
+  !> of all the others (compression mu1nu1): every neighbour is in it. With strain, v is formed
   !> run by run in vb, so that each of its updates is a unit-stride loop.
   pure subroutine add_feature_derivs(nf, nd, nruns, nr, a, runs, run_first, fa1, fa2, fi1, &
-                                     fi2, ffac, d, grad_too, strain_too, rv, vb, g, dsum, st6)
-    integer, intent(in) :: nf, nd, nruns, nr, a
+                                     fi2, ffac, d, star, grad_too, strain_too, rv, vb, g, &
+                                     dsum, st6)
+    integer, intent(in) :: nf, nd, nruns, nr, a, star
     integer, intent(in) :: runs(nr), run_first(nruns + 1), fa1(nf), fa2(nf), fi1(nf), fi2(nf)
     real(dp), intent(in) :: ffac(nf), d(nd, 3), rv(3)
     logical, intent(in) :: grad_too, strain_too
     real(dp), intent(inout) :: vb(:), g(nf, 3), dsum(nf, 3), st6(nf, 6)
     integer :: i, f, f0, f1, m, x, y, k
     real(dp) :: v
+    logical :: first, second
     do x = 1, 3
       do i = 1, nr
         f0 = run_first(runs(i))
         f1 = run_first(runs(i) + 1) - 1
+        first = fa1(f0) == a .or. fa1(f0) == star
+        second = fa2(f0) == a .or. fa2(f0) == star
         if (.not. strain_too) then  ! gradients only: v straight into g and dsum
-          if (fa1(f0) == a .and. fa2(f0) == a) then
+          if (first .and. second) then
             do f = f0, f1
               v = ffac(f) * (d(fi1(f), x) + d(fi2(f), x))
               g(f, x) = g(f, x) + v
               dsum(f, x) = dsum(f, x) + v
             end do
-          else if (fa1(f0) == a) then
+          else if (first) then
             do f = f0, f1
               v = ffac(f) * d(fi1(f), x)
               g(f, x) = g(f, x) + v
@@ -566,11 +571,11 @@ contains
           cycle
         end if
         m = f1 - f0 + 1
-        if (fa1(f0) == a .and. fa2(f0) == a) then
+        if (first .and. second) then
           do f = f0, f1
             vb(f - f0 + 1) = ffac(f) * (d(fi1(f), x) + d(fi2(f), x))
           end do
-        else if (fa1(f0) == a) then
+        else if (first) then
           do f = f0, f1
             vb(f - f0 + 1) = ffac(f) * d(fi1(f), x)
           end do
@@ -594,10 +599,10 @@ contains
 
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
-                          nmax, nchan, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
+                          nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
                           want_strain, zeroed, nthreads, feat, grad, strain)
     !$ use omp_lib, only: omp_get_max_threads
-    integer, intent(in) :: kind, lmax, nmax, nchan, nthreads
+    integer, intent(in) :: kind, lmax, nmax, nchan, star, nthreads
     integer(c_int), intent(in) :: nbr_start(:), nbr_species(:), nbr_slot(:), centre_slot(:)
     integer(c_int), intent(in) :: slot_start(:), centre_species(:), chan(:)
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
@@ -682,7 +687,7 @@ contains
         allocate (u(3, maxn), rk(maxn), q(YLM_LANES, 0:lmax + 1, 0:lmax + 1))
         allocate (cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax), yb(YLM_LANES, nlm))
         allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
-        allocate (live(nruns), cl(2 * nruns), cl_start(nchan + 1))
+        allocate (live(nruns), cl(merge(nchan + 2, 2, star > 0) * nruns), cl_start(nchan + 1))
         if (derivs) then
           allocate (g(nlm, 3, maxn), dyb(YLM_LANES, 3, nlm))
           allocate (yc(nfun * nchan), gc(3 * nfun * nchan), d(3 * nd))
@@ -809,6 +814,14 @@ contains
             live(nlr + 1:nlr + n) = pr(pr_start(p) + 1:pr_start(p + 1))
             nlr = nlr + n
           end if
+          ! the summed channel holds every neighbour: its pairs with the other
+          ! present channels change with a neighbour of channel a too
+          if (star > 0 .and. a /= star .and. b /= a .and. b /= star) then
+            p = pair_of(b, star)
+            n = pr_start(p + 1) - pr_start(p)
+            cl(cl_start(a + 1) + 1:cl_start(a + 1) + n) = pr(pr_start(p) + 1:pr_start(p + 1))
+            cl_start(a + 1) = cl_start(a + 1) + n
+          end if
         end do
       end do
       nlive = 0
@@ -882,6 +895,13 @@ contains
         present(a) = kpos(a) > kpos(a - 1)
       end do
       present(chan(cs)) = .true.
+      if (star > 0) then  ! the sum of the other channels (compression mu1nu1)
+        c(:, :, star) = 0.0_dp
+        do a = 1, nchan
+          if (a /= star .and. present(a)) c(:, :, star) = c(:, :, star) + c(:, :, a)
+        end do
+        present(star) = .true.
+      end if
       call power_matrix(nmax, lmax, nlm, nchan, present, c, ps)
       call live_features(present, nlive, nlr, live, cl, cl_start)
       if (nlive < nf .and. .not. zeroed) feat(:, ic) = 0.0_dp
@@ -936,11 +956,11 @@ contains
         nl = cl_start(a + 1) - cl_start(a)
         if (want_grad) then
           call add_feature_derivs(nf, nd, nruns, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
-                                  run_first, fa1, fa2, fi1, fi2, ffac, d, .true., want_strain, &
+                                  run_first, fa1, fa2, fi1, fi2, ffac, d, star, .true., want_strain, &
                                   vec(:, e), vb, grad(:, :, nbr_slot(e)), dsum, st6)
         else  ! no gradient slots: g and dsum are not touched
           call add_feature_derivs(nf, nd, nruns, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
-                                  run_first, fa1, fa2, fi1, fi2, ffac, d, .false., .true., &
+                                  run_first, fa1, fa2, fi1, fi2, ffac, d, star, .false., .true., &
                                   vec(:, e), vb, dsum, dsum, st6)
         end if
       end do

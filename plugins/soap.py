@@ -40,7 +40,7 @@ L_MAX_LIMIT = 20
 #: the margin keeps features within 1e-8 of DScribe and featomic).
 TABLE_RTOL = 1e-10
 CONVENTIONS = ("atomdesc", "dscribe", "featomic")
-COMPRESSIONS = ("off", "mu2", "crossover")
+COMPRESSIONS = ("off", "mu2", "mu1nu1", "crossover")
 AVERAGES = ("off", "inner", "outer")
 
 
@@ -153,12 +153,19 @@ class _DensityExpansion(Descriptor):
         self.species_weighting = None if weights is None else {s: float(w) for s, w in zip(self.species, sw)}
         self._sw = sw
         ns = len(self.species)
+        #: the channel that sums all the others (mu1nu1), 0 for none
+        self._star = 0
         if mode == "mu2":
             self._chan = np.ones(ns, dtype=np.int32)
             self.n_channels = 1
         else:
             self._chan = np.arange(1, ns + 1, dtype=np.int32)
             self.n_channels = ns
+            if mode == "mu1nu1":
+                if self.kind != 1:
+                    raise ValueError("compression='mu1nu1' is defined for the power spectrum "
+                                     "('soap') only")
+                self.n_channels = self._star = ns + 1
 
     def _radial_functions(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         i, di = gaussian_radial_integral(self.basis, r, self.sigma)
@@ -215,7 +222,9 @@ class _DensityExpansion(Descriptor):
         self._labels: tuple[tuple[Any, ...], ...] = ()
 
     def _channel_names(self) -> list[str]:
-        return ["*"] if self.compression == "mu2" else list(self.species)
+        if self.compression == "mu2":
+            return ["*"]
+        return list(self.species) + (["*"] if self._star else [])
 
     # ------------------------------------------------------------ metadata
 
@@ -270,6 +279,7 @@ class _DensityExpansion(Descriptor):
             kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start, nb.center_species, self._chan, self._sw,
             self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
+            self._star if kind == 1 else 0,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
             gradients, strain_gradients, sparse, n_threads, feat, grad, strain,
         )
@@ -288,6 +298,8 @@ class _DensityExpansion(Descriptor):
         on average, have a density on every side, e.g. molecules of a few species, with
         a descriptor of many."""
         n_centers, n_channels = len(nb.center_slot), self.n_channels
+        if self._star:  # mu1nu1: one feature block per species channel, as the expansion
+            n_channels, kind = n_channels - 1, 0
         if n_channels < 3 or n_centers == 0:
             return False
         seen = np.zeros((n_centers, n_channels), dtype=bool)
@@ -332,6 +344,8 @@ class _DensityExpansion(Descriptor):
             dcs = np.ascontiguousarray(mean.strain_gradients[0].reshape(3, 3, *shape).transpose(1, 0, 2, 3, 4))
         else:
             dcs = np.zeros((1, 3, *shape))
+        if self._star:  # mu1nu1: the summed channel (no neighbour is given to it)
+            c, dc, dcs = (_with_sum_channel(x, axis) for x, axis in ((c, 0), (dc, 2), (dcs, 2)))
         n_features = len(self._fmap)  # the kernel reads fmap and ffac as far as feat goes
         # written whole by the kernel: no zeroing here
         feat, grad, strain = kernel_outputs(
@@ -350,6 +364,15 @@ class _DensityExpansion(Descriptor):
             gradient_values=grad.T if gradients else None,
             strain_gradients=strain.T if strain_gradients else None,
         )
+
+
+def _with_sum_channel(x: np.ndarray, axis: int) -> np.ndarray:
+    """A copy of x whose last channel (along axis) is the sum of the others."""
+    out = np.array(x)
+    last = [slice(None)] * x.ndim
+    last[axis] = -1
+    out[tuple(last)] = np.delete(x, -1, axis=axis).sum(axis=axis)
+    return out
 
 
 _TABLES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -405,9 +428,10 @@ class SOAP(_DensityExpansion):
         (and/or ``"w0"``, the centre-atom weight).
     center_atom_weight : weight of the centre's own density (default 1, or
         ``weighting["w0"]``, or the weighting function at 0).
-    compression : ``"off"``, ``"mu2"`` (one element-agnostic channel) or
-        ``"crossover"`` (same-species pairs only); or ``{"mode": ...,
-        "species_weighting": {species: weight}}``.
+    compression : ``"off"``, ``"mu2"`` (one element-agnostic channel),
+        ``"mu1nu1"`` (each species' channel with the element-agnostic one, Darby et
+        al. 2022; power spectrum only) or ``"crossover"`` (same-species pairs only);
+        or ``{"mode": ..., "species_weighting": {species: weight}}``.
     average : ``"off"``, ``"inner"`` (power spectrum of the mean coefficients)
         or ``"outer"`` (mean of the power spectra); derivatives stay exact.
     convention : ``"atomdesc"`` (k_l = 1/sqrt(2l+1), s = sqrt(2) off the
@@ -429,16 +453,22 @@ class SOAP(_DensityExpansion):
             for a2 in range(a1, nc):
                 if self.compression == "crossover" and a1 != a2:
                     continue
+                if self._star and (a2 != self._star - 1 or a1 == a2):
+                    continue  # mu1nu1: each species' channel with the summed one
                 for l in range(self.l_max + 1):
                     for n1 in range(self.n_max):
                         first = n1 if (a1 == a2 and self.convention != "featomic") else 0
                         for n2 in range(first, self.n_max):
+                            # sqrt(2) for the pairs that stand for two terms of the full
+                            # double sum (not with mu1nu1: its pairs are not symmetric)
+                            twice = not self._star and (a1, n1) != (a2, n2)
                             if self.convention == "dscribe":
                                 fac = math.pi * math.sqrt(8.0 / (2 * l + 1))
                             elif self.convention == "featomic":
-                                fac = (-1) ** l / math.sqrt(2 * l + 1) * (math.sqrt(2) if a1 != a2 else 1.0)
+                                fac = (-1) ** l / math.sqrt(2 * l + 1) * (
+                                    math.sqrt(2) if (a1 != a2 and not self._star) else 1.0)
                             else:
-                                fac = 1 / math.sqrt(2 * l + 1) * (math.sqrt(2) if (a1, n1) != (a2, n2) else 1.0)
+                                fac = 1 / math.sqrt(2 * l + 1) * (math.sqrt(2) if twice else 1.0)
                             rows.append((a1 + 1, n1 + 1, a2 + 1, n2 + 1, l, 0, 0, 0, 0, 0))
                             facs.append(fac)
                             labels.append((channels[a1], n1, channels[a2], n2, l))

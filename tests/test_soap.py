@@ -230,6 +230,80 @@ def test_derivatives_periodic(family, options, periodic_hco):
     assert strain_err <= 1e-6
 
 
+# ------------------------------------------------------------------ compression mu1nu1
+
+
+def test_mu1nu1_is_each_channel_times_the_summed_density(molecule_hco):
+    """Darby et al.'s mu=1, nu=1: p(a n, * n', l) = sum_m c^a_nlm (sum_b c^b_n'lm) / sqrt(2l+1),
+    checked against the coefficients of the spherical expansion."""
+    weights = {"H": 0.5, "C": 1.0, "O": 2.0}
+    compression = {"mode": "mu1nu1", "species_weighting": weights}
+    d = small("soap", compression=compression)
+    expansion = small("spherical_expansion", compression={"mode": "off", "species_weighting": weights})
+    n_max, nlm = d.n_max, (d.l_max + 1) ** 2
+    c = expansion.compute(molecule_hco).features.reshape(len(molecule_hco), 3, n_max, nlm)
+    summed = c.sum(axis=1)
+    column = {label: k for k, label in enumerate(d.feature_labels)}
+    assert len(column) == 3 * n_max * n_max * (d.l_max + 1)
+    got = d.compute(molecule_hco).features
+    for a, species in enumerate(d.species):
+        for l in range(d.l_max + 1):
+            m = slice(l * l, (l + 1) ** 2)
+            for n1 in range(n_max):
+                for n2 in range(n_max):
+                    want = (c[:, a, n1, m] * summed[:, n2, m]).sum(axis=1) / np.sqrt(2 * l + 1)
+                    np.testing.assert_allclose(got[:, column[(species, n1, "*", n2, l)]], want,
+                                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("system", ["molecule", "periodic"])
+@pytest.mark.parametrize("average", ["off", "inner", "outer"])
+def test_mu1nu1_derivatives(system, average, molecule_hco, periodic_hco):
+    atoms = {"molecule": molecule_hco, "periodic": periodic_hco}[system]
+    d = small("soap", r_cut=3.0, average=average,
+              compression={"mode": "mu1nu1", "species_weighting": {"H": 0.5, "C": 1.0, "O": 2.0}})
+    grad_err, strain_err = finite_differences(d, atoms)
+    assert grad_err <= 1e-6
+    assert strain_err <= 1e-6
+
+
+@pytest.mark.parametrize("system", ["molecule", "periodic"])
+def test_mu1nu1_written_into_zeros(system, molecule_hco, periodic_hco, monkeypatch):
+    """Many species, few around each centre: the zeroed path (one block per species
+    present) gives the numbers of the path that writes every element, and finite
+    differences hold there too."""
+    atoms = {"molecule": molecule_hco, "periodic": periodic_hco}[system]
+    d = small("soap", species=MANY_SPECIES, r_cut=3.0, compression="mu1nu1")
+    forced = {}
+    for sparse in (True, False):
+        monkeypatch.setattr(soap_plugin._DensityExpansion, "_few_channels_around",
+                            lambda *a, sparse=sparse: sparse)
+        forced[sparse] = d.compute(atoms, gradients=True, strain_gradients=True)
+    for name in ("features", "gradient_values", "strain_gradients"):
+        assert np.array_equal(getattr(forced[True], name), getattr(forced[False], name))
+    monkeypatch.undo()
+    grad_err, strain_err = finite_differences(d, atoms)
+    assert grad_err <= 1e-6
+    assert strain_err <= 1e-6
+
+
+def test_mu1nu1_rotation_invariant_and_thread_independent(molecule_hco):
+    d = small("soap", l_max=4, compression="mu1nu1")
+    a = d.compute(molecule_hco, gradients=True, n_threads=1)
+    b = d.compute(molecule_hco, gradients=True, n_threads=2)
+    assert np.array_equal(a.features, b.features)
+    assert np.array_equal(a.gradient_values, b.gradient_values)
+    rot = molecule_hco.copy()
+    rot.positions = molecule_hco.positions @ random_rotation(5).T
+    assert np.abs(d.compute(rot).features - a.features).max() <= 1e-12 * np.abs(a.features).max()
+
+
+@pytest.mark.parametrize("family", ["spherical_expansion", "bispectrum"])
+def test_mu1nu1_only_for_the_power_spectrum(family):
+    with pytest.raises(ValueError, match="mu1nu1"):
+        small(family, compression="mu1nu1")
+
+
 # ------------------------------------------------------------------ symmetry
 
 

@@ -91,6 +91,32 @@ def test_dscribe_convention_matches_dscribe(name, rbf, weighting, compression, a
     assert np.abs(got - want).max() <= 1e-8 * np.abs(want).max()
 
 
+@pytest.mark.parametrize("name", list(structures()))
+@pytest.mark.parametrize("average", ["off", "inner", "outer"])
+def test_dscribe_convention_mu1nu1_matches_dscribe(name, average):
+    """Darby et al.'s mu1nu1 compression, with DScribe's species weighting on the cells."""
+    descriptors = pytest.importorskip("dscribe.descriptors")
+    atoms = structures()[name]
+    species = sorted(set(atoms.get_chemical_symbols()))
+    rng = np.random.default_rng([SEED, len(atoms), len(average)])
+    common = dict(species=species, r_cut=4.2, n_max=int(rng.integers(2, 6)),
+                  l_max=int(rng.integers(2, 7)), sigma=float(rng.uniform(0.3, 0.6)),
+                  rbf=str(rng.choice(["gto", "polynomial"])))
+    compression = {"mode": "mu1nu1", "species_weighting": None}
+    if atoms.pbc.any():
+        compression["species_weighting"] = {s: float(w) for s, w in
+                                            zip(species, rng.uniform(0.5, 2.0, len(species)))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = descriptors.SOAP(**common, periodic=bool(atoms.pbc.any()),
+                                  compression=compression, average=average)
+        want = theirs.create(atoms)
+    d = atomdesc.descriptor("soap", **common, convention="dscribe", average=average,
+                            compression=compression)
+    got = d.compute(atoms).features.reshape(want.shape)
+    assert np.abs(got - want).max() <= 1e-8 * np.abs(want).max()
+
+
 @pytest.mark.parametrize("seed, compression", [(1, "off"), (2, "crossover"), (3, "off")])
 def test_dscribe_convention_gradients_match_dscribes_analytic_ones(seed, compression):
     """DScribe has analytic derivatives for molecules, GTO, no weighting, no averaging,

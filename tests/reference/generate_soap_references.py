@@ -54,6 +54,10 @@ def dscribe_cases():
         ("sic", dict(species=["C", "Si"], r_cut=3.5, n_max=3, l_max=3, sigma=0.5, periodic=True), {}),
         ("sic", dict(species=["C", "Si"], r_cut=3.5, n_max=3, l_max=3, sigma=0.5, periodic=True,
                      rbf="polynomial"), {}),
+        ("methanol", {**hco, "compression": {"mode": "mu1nu1", "species_weighting": None}}, {}),
+        ("sic", dict(species=["C", "Si"], r_cut=3.5, n_max=3, l_max=3, sigma=0.5, periodic=True,
+                     compression={"mode": "mu1nu1", "species_weighting": {"C": 0.7, "Si": 1.3}},
+                     average="inner"), {}),
     ]
     return cases
 
@@ -63,7 +67,7 @@ def to_atomdesc_hypers(kw):
     h.pop("periodic", None)
     comp = h.pop("compression", None)
     if comp is not None:
-        h["compression"] = comp["mode"]
+        h["compression"] = comp["mode"] if comp["species_weighting"] is None else comp
     h["convention"] = "dscribe"
     return h
 
