@@ -59,6 +59,7 @@ HERE = Path(__file__).resolve().parent
 FAMILIES = {
     "acsf": "acsf_cases",
     "soap": "soap_cases",
+    "soap-compression": "soap_compression_cases",
 }
 
 
