@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -79,7 +80,8 @@ def compute_neighbours(
     :raises ValueError: if two atoms (or an atom and its own periodic image)
         are closer than ``min_distance``.
     """
-    _check_periodic_images(system, r_cut, min_distance)
+    box = box_for_neighbour_list(system)
+    _check_periodic_images(system, box, r_cut, min_distance)
     n_atoms = len(system)
     centers = np.asarray(centers, dtype=np.int64)
     if centers.ndim != 1 or (len(centers) and (centers.min() < 0 or centers.max() >= n_atoms)):
@@ -92,12 +94,10 @@ def compute_neighbours(
         return _repeated_centers(system, r_cut, centers, min_distance, n_threads, atom_labels)
 
     if system.is_periodic:
-        box = box_for_neighbour_list(system)
         pairs, shifts = _half_list(r_cut, n_threads).compute(
             system.positions, box, system.pbc, quantities="PS", copy=False)
         cut = np.inf
     else:
-        box = np.zeros((3, 3))
         pairs, shifts = _molecular_half_list(system, r_cut, n_threads)
         cut = float(r_cut)  # the exact test, on the original positions
     n_pairs = len(pairs)
@@ -251,16 +251,23 @@ def _pairs_within_fragments(fragments: np.ndarray, sizes: np.ndarray):
 MAX_PAIRS = 10**9
 
 
-def _check_periodic_images(system: System, r_cut: float, min_distance: float) -> None:
-    """Reject cells whose images overlap or would flood the neighbour list, before building it."""
+def _check_periodic_images(system: System, box: np.ndarray, r_cut: float,
+                           min_distance: float) -> None:
+    """Reject cells whose images overlap or would flood the neighbour list, before building it.
+
+    ``box`` is :func:`box_for_neighbour_list` of the system. Plain floats: numpy's overhead
+    on 3-vectors is most of the cost of this check, which runs on every call.
+    """
     if not system.is_periodic:
         return
-    box = box_for_neighbour_list(system)
     normals = face_normals(box)
-    volume = abs(box[0] @ normals[0])
+    volume = abs(sum(a * b for a, b in zip(box[0].tolist(), normals[0])))
     images = 1.0
-    for axis in np.flatnonzero(system.pbc):
-        height = volume / np.sqrt(normals[axis] @ normals[axis])
+    for axis, periodic in enumerate(system.pbc.tolist()):
+        if not periodic:
+            continue
+        normal = math.sqrt(sum(x * x for x in normals[axis]))
+        height = volume / normal if normal > 0 else 0.0
         if height < min_distance:
             raise ValueError(
                 f"the cell is {height:.3g} Å thin along periodic axis {axis}: every atom overlaps "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,18 +137,20 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
     Written without LAPACK: a BLAS call here would wake OpenBLAS's thread pool,
     which then competes with the kernels' OpenMP threads.
     """
-    periodic = cell[pbc]
-    if len(periodic) == 0:
+    # plain floats: numpy's overhead on 3-vectors is most of the cost of this check
+    axes = [axis for axis, periodic in enumerate(pbc.tolist()) if periodic]
+    if not axes:
         return
-    lengths = np.sqrt((periodic**2).sum(axis=1))
-    if (lengths < 1e-8).any():
-        axes = [int(a) for a in np.flatnonzero(pbc)[lengths < 1e-8]]
-        raise ValueError(f"the cell vector along periodic axis {axes} is zero")
-    unit = periodic / lengths[:, None]
+    vectors = [cell[axis].tolist() for axis in axes]
+    lengths = [math.sqrt(x * x + y * y + z * z) for x, y, z in vectors]
+    zero = [axis for axis, length in zip(axes, lengths) if not length >= 1e-8]
+    if zero:
+        raise ValueError(f"the cell vector along periodic axis {zero} is zero")
+    unit = [[x / length for x in v] for v, length in zip(vectors, lengths)]
     if len(unit) == 3:
-        independence = abs(unit[0] @ face_normals(unit)[0])
+        independence = abs(_dot(unit[0], _cross(unit[1], unit[2])))
     elif len(unit) == 2:
-        independence = float(np.sqrt((np.cross(unit[0], unit[1]) ** 2).sum()))
+        independence = math.sqrt(sum(x * x for x in _cross(unit[0], unit[1])))
     else:
         independence = 1.0
     if independence < 1e-8:
@@ -157,16 +160,21 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
         )
 
 
-_NEXT, _AFTER = np.array([1, 2, 0]), np.array([2, 0, 1])
+def _cross(u: list[float], v: list[float]) -> list[float]:
+    return [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]]
 
 
-def face_normals(cell: np.ndarray) -> np.ndarray:
+def _dot(u: list[float], v: list[float]) -> float:
+    return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
+
+
+def face_normals(cell: np.ndarray) -> list[list[float]]:
     """Row k: ``cell[k + 1] x cell[k + 2]`` (indices mod 3), normal to the face the other two
-    vectors span, so ``cell[k] @ row k`` is the signed volume. np.cross gives the same
-    numbers, several times slower on a 3x3 (it handles every shape): this runs on every call.
+    vectors span, so ``cell[k] . row k`` is the signed volume. Plain floats: np.cross (or
+    numpy's indexing) costs several times more on a 3x3, and this runs on every call.
     """
-    u, v = cell[_NEXT], cell[_AFTER]
-    return u[:, _NEXT] * v[:, _AFTER] - u[:, _AFTER] * v[:, _NEXT]
+    a, b, c = np.asarray(cell, dtype=np.float64).tolist()
+    return [_cross(b, c), _cross(c, a), _cross(a, b)]
 
 
 def box_for_neighbour_list(system: System) -> np.ndarray:
