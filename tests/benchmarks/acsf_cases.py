@@ -44,6 +44,7 @@ from benchmark import (
     Goal,
     Report,
     Timing,
+    as_list,
     fmt_bytes,
     fmt_rate,
     fmt_ratio,
@@ -55,11 +56,11 @@ from benchmark import (
     rss_bytes,
     run_memory_probe,
     time_interleaved,
-    time_thread_counts,
     time_once,
+    time_thread_counts,
     wait_for_quiet,
 )
-from systems import SYSTEMS, BenchSystem
+from systems import DEFAULT_SYSTEMS, SYSTEMS, BenchSystem
 
 DESCRIPTION = "ACSF (G2 + G4): atomdesc vs DScribe 2.1 (pip install dscribe==2.1.2)"
 
@@ -76,7 +77,8 @@ THREAD_SYSTEMS = ("si512", "cuau864")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS),
+                        default=list(DEFAULT_SYSTEMS),
                         help="systems to run (default: all)")
     parser.add_argument("--dscribe-centres", type=int, default=None, metavar="K",
                         help="centres of DScribe's numerical-derivative subset on a single "
@@ -96,11 +98,6 @@ def dscribe_acsf(system: BenchSystem) -> Any:
 
     return ACSF(species=system.species, r_cut=R_CUT, g2_params=G2_PARAMS,
                 g4_params=G4_PARAMS, periodic=system.periodic)
-
-
-def as_list(results: Any) -> list[Any]:
-    """One result per structure, whether a single structure or a list was computed."""
-    return list(results) if isinstance(results, list) else [results]
 
 
 def relative_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) -> float:

@@ -170,6 +170,14 @@ def time_once(call: Callable[[], Any], repeat: int) -> tuple[Timing, Any]:
     return Timing(samples, load), result
 
 
+def as_list(results: Any) -> list[Any]:
+    """One result per structure, whether one structure or a list was computed (DScribe
+    gives a 3-D array, not a list, for a list of structures of equal size)."""
+    if isinstance(results, list) or (hasattr(results, "ndim") and results.ndim == 3):
+        return list(results)
+    return [results]
+
+
 # -------------------------------------------------------------- formatting
 
 

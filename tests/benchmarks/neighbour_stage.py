@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--old", help="git revision (or checkout folder) of the old side")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--systems", nargs="+", default=list(systems.SYSTEMS),
+    parser.add_argument("--systems", nargs="+", default=list(systems.DEFAULT_SYSTEMS),
                         choices=list(systems.SYSTEMS))
     parser.add_argument("--marks", type=int, default=0,
                         help="run each callable this many times between os.getppid() marks "

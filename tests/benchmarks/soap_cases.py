@@ -42,6 +42,7 @@ import atomdesc
 from benchmark import (
     Goal,
     Report,
+    as_list,
     fmt_bytes,
     fmt_rate,
     fmt_ratio,
@@ -54,7 +55,7 @@ from benchmark import (
     time_thread_counts,
     wait_for_quiet,
 )
-from systems import SYSTEMS, BenchSystem
+from systems import DEFAULT_SYSTEMS, SYSTEMS, BenchSystem
 
 DESCRIPTION = ("SOAP power spectrum: atomdesc vs DScribe 2.1, featomic, quippy "
                "(pip install dscribe==2.1.2 featomic quippy-ase)")
@@ -68,7 +69,8 @@ THREAD_SYSTEMS = ("si512", "cuau864")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS),
+                        default=list(DEFAULT_SYSTEMS))
     parser.add_argument("--peers", nargs="+", default=["dscribe", "featomic", "quippy"],
                         choices=["dscribe", "featomic", "quippy"])
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
@@ -135,10 +137,6 @@ def available(peer: str) -> str | None:
 
 
 # ------------------------------------------------------------------ measurements
-
-
-def as_list(results: Any) -> list[Any]:
-    return list(results) if isinstance(results, list) else [results]
 
 
 def measure_system(system: BenchSystem, peers: list[str], args: argparse.Namespace,

@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 
 import atomdesc
-from benchmark import Report, fmt_ratio, fmt_time, machine_lines, time_interleaved, wait_for_quiet
-from soap_cases import L_MAX, N_MAX, R_CUT, SIGMA, as_list, available
+from benchmark import (
+    Report,
+    as_list,
+    fmt_ratio,
+    fmt_time,
+    machine_lines,
+    time_interleaved,
+    wait_for_quiet,
+)
+from soap_cases import L_MAX, N_MAX, R_CUT, SIGMA, available
 from systems import SYSTEMS, BenchSystem
 
 DESCRIPTION = ("SOAP compression modes: atomdesc vs DScribe 2.1 (off, mu2, mu1nu1, crossover; "

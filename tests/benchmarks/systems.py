@@ -94,6 +94,21 @@ def water_192(seed: int = 20240523, density: float = 1.0, min_distance: float = 
     return BenchSystem("water192", f"water box, 64 H2O ({length:.2f} Å)³, periodic", [atoms])
 
 
+def silicon_cells(seed: int = 20261206, n_cells: int = 64) -> BenchSystem:
+    """64 cubic 8-atom Si cells (512 atoms, as si512), each strained by up to ±3 % and
+    rattled (σ = 0.05 Å): a dataset of small periodic structures, one call each, where
+    the fixed cost of a call (validation, neighbour list set-up) shows."""
+    rng = np.random.default_rng(seed)
+    cells = []
+    for k in range(n_cells):
+        atoms = bulk("Si", "diamond", a=5.431, cubic=True)
+        strain = np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+        atoms.rattle(0.05, seed=seed + k)
+        cells.append(atoms)
+    return BenchSystem("si8x64", f"{n_cells} Si cells of 8 atoms (512 atoms), periodic", cells)
+
+
 def g2_molecules() -> BenchSystem:
     """The 148 molecules of ase.collections.g2, non-periodic, as one list.
 
@@ -118,4 +133,8 @@ SYSTEMS: dict[str, Callable[[], BenchSystem]] = {
     "water192": water_192,
     "cuau864": cuau_864,
     "g2": g2_molecules,
+    "si8x64": silicon_cells,
 }
+
+#: The systems a run covers unless told otherwise (those the performance goals name).
+DEFAULT_SYSTEMS = ("si512", "water192", "cuau864", "g2")
