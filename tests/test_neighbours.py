@@ -301,3 +301,37 @@ def test_more_entries_than_the_kernels_index_are_refused():
         check_kernel_index(limit + 1)
     with pytest.raises(ValueError, match=f"{limit - 5} neighbour pairs"):
         check_kernel_index(limit - 5, others=6)
+
+
+@pytest.mark.parametrize("name", ["small cell", "large cell", "triclinic", "slab"])
+def test_neighbour_estimate_is_close_to_the_count(name, triclinic):
+    """The guard against flooding the neighbour list estimates the pairs from the density
+    for large cells (a count of every atom pair would refuse any cell above ~30 000 atoms)."""
+    from ase.build import fcc111
+
+    atoms = {"small cell": bulk("Si", "diamond", a=5.431, cubic=True),
+             "large cell": bulk("Si", "diamond", a=5.431, cubic=True) * (5, 5, 5),
+             "triclinic": triclinic,
+             "slab": fcc111("Cu", size=(4, 4, 4), vacuum=8.0)}[name]
+    system = System.from_atoms(atoms)
+    r_cut = 5.0
+    count = len(compute_neighbours(system, r_cut, np.arange(len(system))).distances)
+    box = nbmod.box_for_neighbour_list(system)
+    estimate, _ = nbmod.estimated_neighbours(system, box, r_cut)
+    assert 0.5 <= estimate * len(system) / count <= 2.0
+
+
+def test_large_cells_are_not_refused():
+    system = System.from_atoms(bulk("Si", "diamond", a=5.431, cubic=True) * (20, 20, 20))
+    assert len(system) == 64000
+    box = nbmod.box_for_neighbour_list(system)
+    nbmod._check_periodic_images(system, box, 6.0, 1e-2)  # no error: ~1.1 million pairs
+
+
+def test_cells_flooding_the_neighbour_list_are_refused(monkeypatch):
+    monkeypatch.setattr(nbmod, "pair_limit", lambda: 1000)
+    atoms = Atoms("H", cell=np.eye(3) * 0.5, pbc=True)  # ~4 000 images of itself within 5 Å: ~2 000 pairs
+    with pytest.raises(ValueError, match="neighbour pairs, more than fit in memory"):
+        compute_neighbours(System.from_atoms(atoms), 5.0, np.arange(1))
+    monkeypatch.undo()
+    assert len(compute_neighbours(System.from_atoms(atoms), 5.0, np.arange(1)).distances) > 1000

@@ -37,6 +37,25 @@ def test_singular_cell_with_pbc(d):
         d.compute(atoms)
 
 
+def test_singular_cell_along_two_periodic_axes(d):
+    atoms = water(cell=[[3, 0, 0], [-6, 0, 0], [0, 0, 0]], pbc=[True, True, False])
+    with pytest.raises(ValueError, match="singular"):
+        d.compute(atoms)
+    # the same vectors along one periodic axis and a non-periodic one are fine
+    atoms = water(cell=[[3, 0, 0], [-6, 0, 0], [0, 0, 0]], pbc=[True, False, False])
+    assert d.compute(atoms).features.shape == (3, d.n_features)
+
+
+def test_cell_with_too_many_images_in_the_cutoff(d, monkeypatch):
+    from atomdesc import neighbours
+
+    # the limit is half of the machine's memory: a small one here, the same path
+    monkeypatch.setattr(neighbours, "pair_limit", lambda: 1000)
+    atoms = Atoms("H", cell=np.eye(3) * 0.3, pbc=True)  # ~4 000 images within 3 Å: ~2 000 pairs
+    with pytest.raises(ValueError, match=r"periodic images of it\): ~.* neighbour pairs"):
+        d.compute(atoms)
+
+
 def test_face_normals_are_cross_products():
     cell = np.random.default_rng(3).normal(size=(3, 3))
     np.testing.assert_array_equal(face_normals(cell), np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 
@@ -247,38 +248,80 @@ def _pairs_within_fragments(fragments: np.ndarray, sizes: np.ndarray):
     return pairs, np.zeros((n_pairs, 3), dtype=np.int32)
 
 
-#: Refuse neighbour lists that could exceed this many pairs (tens of GB).
-MAX_PAIRS = 10**9
+#: Bytes one neighbour pair costs, from vesin's list to the kernels' inputs (both directions).
+BYTES_PER_PAIR = 200
+
+
+def pair_limit() -> int:
+    """Most neighbour pairs (each counted once) a call may build: what half of this
+    machine's memory holds at :data:`BYTES_PER_PAIR` each."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not POSIX: assume 16 GiB
+        memory = 16 * 2**30
+    return int(memory // 2 // BYTES_PER_PAIR)
 
 
 def _check_periodic_images(system: System, box: np.ndarray, r_cut: float,
                            min_distance: float) -> None:
     """Reject cells whose images overlap or would flood the neighbour list, before building it.
 
-    ``box`` is :func:`box_for_neighbour_list` of the system. Plain floats: numpy's overhead
-    on 3-vectors is most of the cost of this check, which runs on every call.
+    ``box`` is :func:`box_for_neighbour_list` of the system.
     """
     if not system.is_periodic:
         return
-    normals = face_normals(box)
-    volume = abs(sum(a * b for a, b in zip(box[0].tolist(), normals[0])))
-    images = 1.0
-    for axis, periodic in enumerate(system.pbc.tolist()):
-        if not periodic:
-            continue
-        normal = math.sqrt(sum(x * x for x in normals[axis]))
-        height = volume / normal if normal > 0 else 0.0
-        if height < min_distance:
+    geometry = _heights(box)
+    for axis, height in enumerate(geometry[0]):
+        if system.pbc[axis] and height < min_distance:
             raise ValueError(
                 f"the cell is {height:.3g} Å thin along periodic axis {axis}: every atom overlaps "
                 f"its own periodic image (closer than min_distance={min_distance} Å)"
             )
-        images *= 2.0 * r_cut / height + 1.0
-    if images * len(system) ** 2 > MAX_PAIRS:
+    within, images = _estimated_neighbours(system, r_cut, *geometry)
+    pairs = 0.5 * len(system) * within
+    limit = pair_limit()
+    if pairs > limit:
         raise ValueError(
-            f"r_cut={r_cut} Å spans about {images:.3g} periodic images of this cell, more "
-            "neighbour pairs than fit in memory; use a smaller cutoff or a larger cell"
+            f"r_cut={r_cut} Å reaches about {within:.3g} atoms from each atom of this cell "
+            f"({images:.3g} periodic images of it): ~{pairs:.3g} neighbour pairs, more than fit "
+            f"in memory ({limit:.3g}); use a smaller cutoff or a larger cell"
         )
+
+
+def _heights(box: np.ndarray) -> tuple[list[float], list[list[float]], float]:
+    """Distance between the two faces of the box across each axis, the faces' normals and
+    the volume (plain floats: numpy's overhead on 3-vectors would be most of the cost, on
+    every call)."""
+    normals = face_normals(box)
+    volume = abs(sum(a * b for a, b in zip(box[0].tolist(), normals[0])))
+    lengths = [math.sqrt(sum(x * x for x in normal)) for normal in normals]
+    return [volume / length if length > 0 else 0.0 for length in lengths], normals, volume
+
+
+def estimated_neighbours(system: System, box: np.ndarray, r_cut: float) -> tuple[float, float]:
+    """About how many atoms lie within ``r_cut`` of an atom of a periodic system, and how many
+    periodic images of the cell that reach spans.
+
+    At most every atom of every image cell within reach (tight for small cells); about the
+    mean density times the sphere (large cells), the density taken in the volume the atoms
+    fill: the cell, with the atoms' extent plus ``r_cut`` across non-periodic axes. The
+    smaller of the two.
+    """
+    return _estimated_neighbours(system, r_cut, *_heights(box))
+
+
+def _estimated_neighbours(system: System, r_cut: float, heights: list[float],
+                          normals: list[list[float]], volume: float) -> tuple[float, float]:
+    n_atoms = len(system)
+    images, occupied = 1.0, volume  # occupied: the volume the atoms fill
+    for axis, periodic in enumerate(system.pbc.tolist()):
+        if periodic:
+            images *= 2.0 * r_cut / heights[axis] + 1.0
+        else:
+            unit = np.array(normals[axis]) / math.sqrt(sum(x * x for x in normals[axis]))
+            spread = system.positions @ unit
+            occupied *= (float(spread.max() - spread.min()) + r_cut) / heights[axis]
+    return min(n_atoms * images, n_atoms / occupied * 4.0 / 3.0 * math.pi * r_cut**3), images
 
 
 @dataclass(frozen=True)
