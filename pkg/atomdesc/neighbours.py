@@ -270,7 +270,7 @@ def _check_periodic_images(system: System, box: np.ndarray, r_cut: float,
     """
     if not system.is_periodic:
         return
-    geometry = _heights(box)
+    geometry = _box_geometry(box)
     for axis, height in enumerate(geometry[0]):
         if system.pbc[axis] and height < min_distance:
             raise ValueError(
@@ -288,7 +288,7 @@ def _check_periodic_images(system: System, box: np.ndarray, r_cut: float,
         )
 
 
-def _heights(box: np.ndarray) -> tuple[list[float], list[list[float]], float]:
+def _box_geometry(box: np.ndarray) -> tuple[list[float], list[list[float]], float]:
     """Distance between the two faces of the box across each axis, the faces' normals and
     the volume (plain floats: numpy's overhead on 3-vectors would be most of the cost, on
     every call)."""
@@ -307,7 +307,7 @@ def estimated_neighbours(system: System, box: np.ndarray, r_cut: float) -> tuple
     fill: the cell, with the atoms' extent plus ``r_cut`` across non-periodic axes. The
     smaller of the two.
     """
-    return _estimated_neighbours(system, r_cut, *_heights(box))
+    return _estimated_neighbours(system, r_cut, *_box_geometry(box))
 
 
 def _estimated_neighbours(system: System, r_cut: float, heights: list[float],
