@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ import numpy as np
 import vesin
 
 from . import kernels
+from .output_memory import physical_memory
 from .system import System, box_for_neighbour_list, face_normals
 
 #: Atoms closer than this (in Å) are rejected as overlapping.
@@ -255,11 +255,7 @@ BYTES_PER_PAIR = 200
 def pair_limit() -> int:
     """Most neighbour pairs (each counted once) a call may build: what half of this
     machine's memory holds at :data:`BYTES_PER_PAIR` each."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):  # not POSIX: assume 16 GiB
-        memory = 16 * 2**30
-    return int(memory // 2 // BYTES_PER_PAIR)
+    return physical_memory() // 2 // BYTES_PER_PAIR
 
 
 def _check_periodic_images(system: System, box: np.ndarray, r_cut: float,

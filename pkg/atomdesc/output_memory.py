@@ -141,10 +141,15 @@ def _take(n_bytes: int) -> tuple[mmap.mmap, np.ndarray] | None:
 
 def _memory_limit() -> float:
     """Keep at most a quarter of the machine's memory."""
+    return 0.25 * physical_memory()
+
+
+def physical_memory() -> int:
+    """The machine's memory in bytes (16 GiB assumed where the system does not say)."""
     try:
-        return 0.25 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return float(1 << 30)
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not POSIX
+        return 16 << 30
 
 
 def _forget_after_fork() -> None:
