@@ -111,6 +111,18 @@ def random_rotation(seed):
 
 
 @pytest.fixture
+def resident_mib():
+    """The resident size of this process in MiB, as a function (Linux: /proc/self/statm)."""
+    import os
+
+    def read() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    return read
+
+
+@pytest.fixture
 def checks():
     """Numerical helpers shared by the family tests."""
     import types

@@ -27,11 +27,6 @@ def _address(array: np.ndarray) -> int:
     return array.__array_interface__["data"][0]
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
-
-
 @pytest.fixture(autouse=True)
 def nothing_kept():
     release_memory()
@@ -128,14 +123,14 @@ def test_threads_never_share_memory():
 
 @posix
 @linux
-def test_release_memory_gives_the_pages_back():
+def test_release_memory_gives_the_pages_back(resident_mib):
     a = recycled_empty((64, 2**17))  # 64 MiB
     a[...] = 1.0
-    before = _rss_mb()  # measured while in use: the system may take kept memory back early
+    before = resident_mib()  # measured while in use: the system may take kept memory back early
     del a
     assert output_memory.kept_bytes() >= 64 * MIB
     assert release_memory() >= 64 * MIB
-    assert before - _rss_mb() > 48
+    assert before - resident_mib() > 48
     assert output_memory.kept_bytes() == 0
 
 
