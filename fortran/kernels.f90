@@ -178,4 +178,33 @@ contains
                           vec, dist, shifts, label, nkept, dmin, amin, bmin, status)
   end subroutine half_to_full
 
+  !> Zero those of the listed pages of x that hold a non-zero bit: words
+  !> pages(k) * page_words + 1 .. + page_words (pages 0-based). For the reuse of a
+  !> zeroed output's memory: of the pages the system holds, those only read still
+  !> map its shared zero page, and writing them would make them memory of their own.
+  !> status 1 (nothing written) if a page is out of range.
+  subroutine clear_pages(x, pages, page_words, status, n, np)
+    !f2py threadsafe
+    !f2py integer intent(hide), depend(x) :: n = len(x)
+    !f2py integer intent(hide), depend(pages) :: np = len(pages)
+    integer(8), intent(in) :: n
+    integer(c_int), intent(in) :: np, page_words
+    integer(8), intent(inout) :: x(n)
+    integer(8), intent(in) :: pages(np)
+    integer(c_int), intent(out) :: status
+    integer :: k
+    integer(8) :: lo
+
+    status = 1
+    if (page_words <= 0) return
+    if (np > 0) then
+      if (minval(pages) < 0 .or. (maxval(pages) + 1) * page_words > n) return
+    end if
+    do k = 1, np
+      lo = pages(k) * page_words
+      if (iany(x(lo + 1:lo + page_words)) /= 0) x(lo + 1:lo + page_words) = 0
+    end do
+    status = 0
+  end subroutine clear_pages
+
 end module kernels

@@ -1,4 +1,5 @@
-"""Output memory: recycled for outputs written whole, untouched zero pages for sparse ones."""
+"""Output memory: recycled for outputs written whole, untouched zero pages for sparse ones
+(recycled too, with the pages a dropped result wrote cleared)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import threading
 
 import numpy as np
 import pytest
-from ase.build import bulk
+from ase.build import bulk, molecule
 
 import atomdesc
 from atomdesc import output_memory
 from atomdesc.output_memory import recycled_empty, release_memory, untouched_zeros
 
 posix = pytest.mark.skipif(not hasattr(os, "fork"), reason="recycling needs POSIX mappings")
+resident_pages_known = pytest.mark.skipif(
+    output_memory._mincore is None, reason="zeroed outputs are recycled where mincore tells "
+    "the pages a mapping holds")
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
                            reason="reads the resident size from /proc")
 
@@ -160,6 +164,39 @@ def test_soap_gradients_in_recycled_memory_are_those_of_a_fresh_call():
     np.testing.assert_array_equal(again.gradient_values, expected[2])
 
 
+@resident_pages_known
+def test_soap_on_few_species_in_recycled_zeros_is_a_fresh_call():
+    """Molecules with few of many species write only their channel pairs into zeroed
+    outputs: in the memory of an earlier, different result they have only their own values."""
+    species = ["H", "B", "C", "N", "O", "F", "Si", "S"]
+    d = atomdesc.descriptor("soap", species=species, r_cut=5.0, n_max=8, l_max=6, sigma=0.3)
+    methanes = [molecule("CH4") for _ in range(8)]
+    others = [molecule("CH4") for _ in range(8)]  # the same sizes, other species
+    for k, symbols in enumerate(["SiH4", "CF4", "NH4", "BO4", "SF4", "OH4", "SiN4", "FH4"]):
+        others[k].symbols = symbols
+    for k, atoms in enumerate(methanes + others):
+        atoms.rattle(0.05, seed=k)
+
+    def call(structures):
+        return d.compute(structures, gradients=True, strain_gradients=True, n_threads=1)
+
+    reference = call(methanes)
+    assert reference[0].gradient_values.base.nbytes > output_memory.RECYCLE_BYTES
+    expected = [(r.features.copy(), r.gradient_values.copy(), r.strain_gradients.copy())
+                for r in reference]
+    del reference
+    first = call(others)  # written into the methanes' memory, and its pages kept
+    where = _address(first[0].gradient_values.base)
+    assert not np.array_equal(first[0].features, expected[0][0])
+    del first
+    again = call(methanes)
+    assert _address(again[0].gradient_values.base) == where
+    for result, (features, gradients, strain) in zip(again, expected):
+        np.testing.assert_array_equal(result.features, features)
+        np.testing.assert_array_equal(result.gradient_values, gradients)
+        np.testing.assert_array_equal(result.strain_gradients, strain)
+
+
 @posix
 def test_kept_memory_is_given_back_when_the_system_refuses_a_new_mapping(monkeypatch):
     a = recycled_empty(LARGE)
@@ -178,6 +215,86 @@ def test_kept_memory_is_given_back_when_the_system_refuses_a_new_mapping(monkeyp
     b = recycled_empty((4 * LARGE[0], LARGE[1]))  # too large for the kept one
     assert b.shape == (4 * LARGE[0], LARGE[1])
     assert calls[0] > 0 and calls[1] == 0  # retried once, after giving back what was kept
+
+
+@resident_pages_known
+def test_dropped_zeros_are_reused_with_the_written_pages_cleared():
+    a = untouched_zeros(LARGE)
+    assert a.flags.c_contiguous and a.flags.writeable
+    pattern = np.zeros(LARGE)
+    for array in (a, pattern):
+        array[::97, ::300] = 1.0  # a page in every few
+        array[-1, -1] = 2.0
+    written = np.count_nonzero(pattern.reshape(-1, 512).any(axis=1))
+    where = _address(a)
+    del a
+    # what it holds is the written pages, not its size
+    assert output_memory.kept_bytes() == written * 4096
+    b = untouched_zeros(LARGE)
+    assert _address(b) == where and b.shape == LARGE and not b.any()
+    assert output_memory.kept_bytes() == 0
+
+
+@resident_pages_known
+@linux
+def test_pages_only_read_are_not_made_memory_by_the_next_array(resident_mib):
+    a = untouched_zeros((64, 2**17))  # 64 MiB
+    a[:, ::2**16] = 1.0  # two pages per MiB written...
+    assert a.sum() == 128.0  # ...every other read: it maps the shared zero page
+    del a
+    before = resident_mib()
+    b = untouched_zeros((64, 2**17))
+    assert not b.any() and resident_mib() - before < 4.0
+
+
+@resident_pages_known
+def test_pages_beyond_a_smaller_array_are_cleared_for_a_larger_one_later():
+    larger = (2 * LARGE[0], LARGE[1])
+    a = untouched_zeros(larger)
+    a[...] = 1.0
+    where = _address(a)
+    del a
+    smaller = (2 * LARGE[0] - 100, LARGE[1])  # the same mapping; its last pages stay as they were
+    b = untouched_zeros(smaller)
+    assert _address(b) == where and not b.any()
+    del b
+    c = untouched_zeros(larger)
+    assert _address(c) == where and not c.any()
+
+
+@resident_pages_known
+def test_zeroed_and_undefined_outputs_do_not_share_kept_memory():
+    a = recycled_empty(LARGE)
+    a[...] = 1.0
+    where = _address(a)
+    del a
+    z = untouched_zeros(LARGE)
+    assert _address(z) != where and not z.any()
+    z[0, 0] = 1.0
+    where_zeros = _address(z)
+    del z
+    e = recycled_empty(LARGE)
+    assert _address(e) == where
+    assert _address(untouched_zeros(LARGE)) == where_zeros
+
+
+def test_zeros_are_not_recycled_where_pages_held_are_unknown(monkeypatch):
+    monkeypatch.setattr(output_memory, "_mincore", None)
+    a = untouched_zeros(LARGE)
+    a[...] = 1.0
+    del a
+    assert output_memory.kept_bytes() == 0
+    assert not untouched_zeros(LARGE).any()
+
+
+def test_clearing_pages_outside_the_mapping_is_refused():
+    data = np.ones(4 * 4096, dtype=np.uint8)
+    with pytest.raises(RuntimeError, match="outside their mapping"):
+        output_memory._clear_pages(data, np.array([4]))
+    with pytest.raises(RuntimeError, match="outside their mapping"):
+        output_memory._clear_pages(data, np.array([2, 1]))
+    output_memory._clear_pages(data, np.array([1, 3]))
+    assert data.reshape(4, 4096).any(axis=1).tolist() == [True, False, True, False]
 
 
 @pytest.mark.parametrize("allocate", [recycled_empty, untouched_zeros])

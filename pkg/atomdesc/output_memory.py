@@ -7,7 +7,10 @@
   cleared page for every page it writes, a large and erratic part of a call
   with gradients (docs/benchmarks.md has the figures).
 * :func:`untouched_zeros` — for zeroed outputs of which a kernel writes a small
-  part: pages nobody writes take no memory.
+  part: pages nobody writes take no memory. Large ones are recycled too: the
+  pages a dropped result wrote (among those the system maps, asked with
+  ``mincore``, Linux) are cleared for the next, the others are still the
+  system's zero pages.
 
 Kept memory is marked free for the system (``MADV_FREE``, Linux): under
 memory pressure the system takes it back without swapping, and it counts as
@@ -17,10 +20,13 @@ resident only until then. :func:`release_memory` unmaps it at once.
 from __future__ import annotations
 
 import collections
+import ctypes
 import math
 import mmap
 import os
+import sys
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,17 +49,36 @@ MAX_KEPT = 4
 OWN_MAPPING_BYTES = 1 << 20
 
 _MAPPINGS = hasattr(mmap, "MAP_PRIVATE")  # POSIX; elsewhere plain numpy arrays
-_kept: list[tuple[int, mmap.mmap, np.ndarray]] = []  # (size, mapping, its bytes), oldest first
-_returned: collections.deque = collections.deque()  # dropped by results, not yet kept
+_PAGE = mmap.PAGESIZE
+
+
+class _Kept(NamedTuple):
+    """A mapping kept for reuse."""
+
+    mapping: mmap.mmap
+    data: np.ndarray  # its bytes
+    #: for :func:`untouched_zeros`: the pages the system maps, the only ones that
+    #: may hold non-zeros (indices, ascending); None for :func:`recycled_empty`
+    mapped: np.ndarray | None
+
+    @property
+    def held(self) -> int:
+        """Memory it holds, in bytes (at most: a page only read maps the shared zero page)."""
+        return len(self.mapping) if self.mapped is None else _PAGE * len(self.mapped)
+
+
+_kept: list[_Kept] = []  # oldest first
+_returned: collections.deque = collections.deque()  # (mapping, bytes, zeroed), not yet kept
 _lock = threading.Lock()
 
 
 class _Region:
     """The first ``n_bytes`` of a mapping, as the base of the arrays made from it:
-    when the last of them goes, the mapping is returned for reuse."""
+    when the last of them goes, the mapping is returned for reuse (``zeroed``: by
+    :func:`untouched_zeros`)."""
 
-    def __init__(self, mapping: mmap.mmap, data: np.ndarray, n_bytes: int):
-        self.mapping, self.data = mapping, data
+    def __init__(self, mapping: mmap.mmap, data: np.ndarray, n_bytes: int, zeroed: bool):
+        self.mapping, self.data, self.zeroed = mapping, data, zeroed
         self.__array_interface__ = {"data": (data.ctypes.data, False),
                                     "shape": (n_bytes // 8,), "typestr": "<f8", "version": 3}
 
@@ -61,13 +86,13 @@ class _Region:
         # May run in any thread, also inside the lock (the garbage collector
         # runs where it likes): queue the mapping, keep it only if the lock is free.
         try:
-            _returned.append((len(self.mapping), self.mapping, self.data))
+            _returned.append((self.mapping, self.data, self.zeroed))
             if _lock.acquire(blocking=False):
                 try:
                     _keep_returned()
                 finally:
                     _lock.release()
-        except (AttributeError, TypeError):  # interpreter shutdown: the module is gone
+        except (AttributeError, TypeError, ImportError):  # interpreter shutdown: modules gone
             pass
 
 
@@ -79,19 +104,33 @@ def recycled_empty(shape: tuple[int, ...]) -> np.ndarray:
         return np.empty(shape)
     with _lock:
         _keep_returned()
-        found = _take(n_bytes)
+        found = _take(n_bytes, zeroed=False)
     if found is None:
-        size = mmap.PAGESIZE * math.ceil(n_bytes * HEADROOM / mmap.PAGESIZE)
-        try:
-            mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        except MemoryError:
-            if not release_memory():
-                raise
-            mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its large arrays
-            mapping.madvise(mmap.MADV_HUGEPAGE)
-        found = mapping, np.frombuffer(mapping, dtype=np.uint8)
-    return np.asarray(_Region(*found, n_bytes)).reshape(shape)
+        mapping = _recyclable_mapping(n_bytes, shape, huge_pages=True)  # as numpy's large arrays
+    else:
+        mapping = found.mapping
+    return np.asarray(_Region(mapping, np.frombuffer(mapping, dtype=np.uint8), n_bytes,
+                              zeroed=False)).reshape(shape)
+
+
+def _recyclable_mapping(n_bytes: int, shape: tuple[int, ...], huge_pages: bool) -> mmap.mmap:
+    """A new mapping for ``n_bytes`` and some headroom; kept memory is given back to
+    the system first if it refuses."""
+    size = _PAGE * math.ceil(n_bytes * HEADROOM / _PAGE)
+    try:
+        mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except MemoryError:
+        if not release_memory():
+            raise
+        mapping = _new_mapping(size, shape, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    _advise_huge_pages(mapping, huge_pages)
+    return mapping
+
+
+def _advise_huge_pages(mapping: mmap.mmap, huge_pages: bool) -> None:
+    advice = "MADV_HUGEPAGE" if huge_pages else "MADV_NOHUGEPAGE"
+    if hasattr(mmap, advice):
+        mapping.madvise(getattr(mmap, advice))
 
 
 def release_memory() -> int:
@@ -102,7 +141,7 @@ def release_memory() -> int:
     """
     with _lock:
         _keep_returned()
-        released = sum(size for size, _, _ in _kept)
+        released = sum(kept.held for kept in _kept)
         _kept.clear()
     return released
 
@@ -111,32 +150,35 @@ def kept_bytes() -> int:
     """Size of the mappings kept for reuse."""
     with _lock:
         _keep_returned()
-        return sum(size for size, _, _ in _kept)
+        return sum(kept.held for kept in _kept)
 
 
 def _keep_returned() -> None:
     """Move returned mappings to the kept ones, the oldest unmapped beyond the limits
     (``_lock`` held)."""
     while _returned:
-        size, mapping, data = _returned.popleft()
+        mapping, data, zeroed = _returned.popleft()
+        mapped = _mapped_pages(data) if zeroed else None
+        if zeroed and mapped is None:
+            continue  # what it holds is unknown: not reusable as zeros
         if hasattr(mmap, "MADV_FREE"):
             mapping.madvise(mmap.MADV_FREE)
-        _kept.append((size, mapping, data))
+        _kept.append(_Kept(mapping, data, mapped))
     limit = _memory_limit()
-    while len(_kept) > MAX_KEPT or sum(size for size, _, _ in _kept) > limit:
+    while len(_kept) > MAX_KEPT or sum(kept.held for kept in _kept) > limit:
         del _kept[0]  # its last references: unmapped here
 
 
-def _take(n_bytes: int) -> tuple[mmap.mmap, np.ndarray] | None:
-    """The smallest kept mapping that fits ``n_bytes`` with little waste, removed
-    from the kept ones (``_lock`` held)."""
-    fits = [i for i, (size, _, _) in enumerate(_kept)
-            if n_bytes <= size <= RECYCLE_SLACK * HEADROOM * n_bytes]
+def _take(n_bytes: int, zeroed: bool) -> _Kept | None:
+    """The smallest kept mapping of the kind asked for that fits ``n_bytes`` with
+    little waste, removed from the kept ones (``_lock`` held)."""
+    fits = [i for i, kept in enumerate(_kept)
+            if (kept.mapped is not None) == zeroed
+            and n_bytes <= len(kept.mapping) <= RECYCLE_SLACK * HEADROOM * n_bytes]
     if not fits:
         return None
-    best = min(fits, key=lambda i: (_kept[i][0], -i))  # smallest, then newest
-    _, mapping, data = _kept.pop(best)
-    return mapping, data
+    best = min(fits, key=lambda i: (len(_kept[i].mapping), -i))  # smallest, then newest
+    return _kept.pop(best)
 
 
 def _memory_limit() -> float:
@@ -174,16 +216,78 @@ def untouched_zeros(shape: tuple[int, ...]) -> np.ndarray:
     blocks in each, becomes resident entirely. Here large arrays are an
     anonymous mapping of their own with huge pages declined (where the system
     has them), so a page nobody writes stays the shared zero page, also when read.
+    From :data:`RECYCLE_BYTES` on (where the system tells which pages a mapping
+    holds) the mapping is kept when the result is dropped, and the next array
+    of about its size gets it with only those pages cleared: clearing a page
+    costs a fraction of a fresh page's fault.
     """
     n_bytes = 8 * math.prod(shape)
     if n_bytes < OWN_MAPPING_BYTES:
         return np.zeros(shape)
-    # not mmap's default MAP_SHARED: reads would take memory (Windows has only that)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if _MAPPINGS else None
-    mapping = _new_mapping(n_bytes, shape, flags)
-    if hasattr(mmap, "MADV_NOHUGEPAGE"):
-        mapping.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(mapping, dtype=np.float64).reshape(shape)
+    if n_bytes < RECYCLE_BYTES or _mincore is None:
+        # not mmap's default MAP_SHARED: reads would take memory (Windows has only that)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if _MAPPINGS else None
+        mapping = _new_mapping(n_bytes, shape, flags)
+        _advise_huge_pages(mapping, False)
+        return np.frombuffer(mapping, dtype=np.float64).reshape(shape)
+    with _lock:
+        _keep_returned()
+        found = _take(n_bytes, zeroed=True)
+    if found is None:
+        mapping = _recyclable_mapping(n_bytes, shape, huge_pages=False)
+    else:
+        mapping = found.mapping
+        assert found.mapped is not None
+        _clear_pages(found.data, found.mapped[found.mapped < math.ceil(n_bytes / _PAGE)])
+    return np.asarray(_Region(mapping, np.frombuffer(mapping, dtype=np.uint8), n_bytes,
+                              zeroed=True)).reshape(shape)
+
+
+def _clear_pages(data: np.ndarray, pages: np.ndarray) -> None:
+    """Zero the listed pages of ``data`` (a whole mapping's bytes) that are not zero
+    already (bit for bit)."""
+    from . import kernels  # loading the kernels is left to the first use
+
+    words = data.view(np.int64)
+    if len(pages) and not (pages[0] >= 0 and pages[-1] < len(words) // (_PAGE // 8)
+                           and (np.diff(pages) > 0).all()):
+        raise RuntimeError("internal error: pages to clear outside their mapping")
+    if kernels.fortran.clear_pages(words, pages, _PAGE // 8) != 0:
+        raise RuntimeError("internal error: pages to clear outside their mapping")
+
+
+def _load_mincore():
+    """libc's ``mincore`` where it tells resident pages (Linux), else None."""
+    if not (_MAPPINGS and sys.platform.startswith("linux") and hasattr(mmap, "MADV_FREE")):
+        return None
+    try:
+        mincore = ctypes.CDLL(None, use_errno=True).mincore
+    except (OSError, AttributeError):
+        return None
+    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    mincore.restype = ctypes.c_int
+    return mincore
+
+
+_mincore = _load_mincore()
+
+
+def _mapped_pages(data: np.ndarray) -> np.ndarray | None:
+    """Indices of the pages of ``data`` (a whole mapping's bytes) that the system
+    maps, ascending; None if it does not say.
+
+    A page it does not map reads as zeros: one never touched, or one written
+    before the mapping was marked free and taken back since (``MADV_FREE`` also
+    frees what was swapped out). Nobody writes a kept mapping, so the pages mapped
+    when it is kept are all that can hold non-zeros when it is taken. Pages that
+    were only read map the system's shared zero page: they count here too.
+    """
+    if _mincore is None:
+        return None
+    flags = np.empty(math.ceil(len(data) / _PAGE), dtype=np.uint8)
+    if _mincore(data.ctypes.data, len(data), flags.ctypes.data) != 0:
+        return None
+    return np.flatnonzero(flags & 1)
 
 
 def _new_mapping(n_bytes: int, shape: tuple[int, ...], flags: int | None) -> mmap.mmap:
