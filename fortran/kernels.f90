@@ -179,20 +179,22 @@ contains
   end subroutine half_to_full
 
   !> Zero those of the listed pages of x that hold a non-zero bit: words
-  !> pages(k) * page_words + 1 .. + page_words (pages 0-based). For the reuse of a
-  !> zeroed output's memory: of the pages the system holds, those only read still
-  !> map its shared zero page, and writing them would make them memory of their own.
-  !> status 1 (nothing written) if a page is out of range.
-  subroutine clear_pages(x, pages, page_words, status, n, np)
+  !> pages(k) * page_words + 1 .. + page_words (pages 0-based), with nthreads OpenMP
+  !> threads (<= 0: the default). For the reuse of a zeroed output's memory: of the
+  !> pages the system holds, those only read still map its shared zero page, and
+  !> writing them would make them memory of their own. status 1 (nothing written) if
+  !> a page is out of range.
+  subroutine clear_pages(x, pages, page_words, nthreads, status, n, np)
+    !$ use omp_lib, only: omp_get_max_threads
     !f2py threadsafe
     !f2py integer intent(hide), depend(x) :: n = len(x)
     !f2py integer intent(hide), depend(pages) :: np = len(pages)
     integer(8), intent(in) :: n
-    integer(c_int), intent(in) :: np, page_words
+    integer(c_int), intent(in) :: np, page_words, nthreads
     integer(8), intent(inout) :: x(n)
     integer(8), intent(in) :: pages(np)
     integer(c_int), intent(out) :: status
-    integer :: k
+    integer :: k, nt
     integer(8) :: lo
 
     status = 1
@@ -200,10 +202,15 @@ contains
     if (np > 0) then
       if (minval(pages) < 0 .or. (maxval(pages) + 1) * page_words > n) return
     end if
+    nt = 1
+    !$ nt = nthreads
+    !$ if (nt <= 0) nt = omp_get_max_threads()
+    !$omp parallel do num_threads(nt) schedule(static) private(lo) if(np > 1024)
     do k = 1, np
       lo = pages(k) * page_words
       if (iany(x(lo + 1:lo + page_words)) /= 0) x(lo + 1:lo + page_words) = 0
     end do
+    !$omp end parallel do
     status = 0
   end subroutine clear_pages
 

@@ -274,7 +274,7 @@ class _DensityExpansion(Descriptor):
         # writes only the channels (pairs, triples) around each centre into fresh zero pages
         sparse = self._few_channels_around(nb, kind)
         feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=sparse,
-                                        sparse=sparse)
+                                        sparse=sparse, n_threads=n_threads)
         kernels.fortran.soap(
             kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start, nb.center_species, self._chan, self._sw,

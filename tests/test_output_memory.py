@@ -297,6 +297,13 @@ def test_clearing_pages_outside_the_mapping_is_refused():
     assert data.reshape(4, 4096).any(axis=1).tolist() == [True, False, True, False]
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_pages_are_cleared_by_any_number_of_threads(n_threads):
+    data = np.ones(3000 * 4096, dtype=np.uint8)  # more pages than one thread takes alone
+    output_memory._clear_pages(data, np.arange(1, 3000, 2), n_threads)
+    assert (data.reshape(3000, 4096).any(axis=1) == (np.arange(3000) % 2 == 0)).all()
+
+
 @pytest.mark.parametrize("allocate", [recycled_empty, untouched_zeros])
 def test_too_large_an_output_is_a_memory_error(allocate):
     with pytest.raises(MemoryError, match="cannot allocate .* GiB for a descriptor output"):

@@ -469,8 +469,8 @@ def _filled_outputs(monkeypatch, value):
     calls = []
     allocate = kernel_inputs.kernel_outputs
 
-    def filled(shapes, zeroed, sparse=False):
-        arrays = allocate(shapes, zeroed, sparse)
+    def filled(shapes, zeroed, sparse=False, n_threads=1):
+        arrays = allocate(shapes, zeroed, sparse, n_threads)
         calls.append(zeroed)
         if not zeroed:
             for a in arrays:

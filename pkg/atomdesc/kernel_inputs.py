@@ -37,7 +37,7 @@ class KernelNeighbours:
         return 0 if self.pairs is None else len(self.pairs)
 
     def outputs(self, n_features: int, strain_gradients: bool, zeroed: bool,
-                sparse: bool = False) -> tuple[np.ndarray, ...]:
+                sparse: bool = False, n_threads: int = 1) -> tuple[np.ndarray, ...]:
         """Feature, gradient and strain arrays of a per-centre kernel for these neighbours:
         ``(n_features, n_centers)``, ``(n_features, 3, n_slots)`` and
         ``(n_features, 3, 3, n_centers or 0)`` (see :func:`kernel_outputs`)."""
@@ -45,7 +45,7 @@ class KernelNeighbours:
         return kernel_outputs(
             [(n_features, n_centers), (n_features, 3, self.n_slots),
              (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=zeroed,
-            sparse=sparse)
+            sparse=sparse, n_threads=n_threads)
 
     @classmethod
     def build(
@@ -149,8 +149,8 @@ class KernelNeighbours:
             raise RuntimeError("internal error: inconsistent neighbour data for the kernels")
 
 
-def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool, sparse: bool = False
-                   ) -> tuple[np.ndarray, ...]:
+def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool, sparse: bool = False,
+                   n_threads: int = 1) -> tuple[np.ndarray, ...]:
     """Output arrays for a kernel, each shaped as the kernel declares it (fastest index first).
 
     Each is the ``.T`` view of a C-ordered array, so Fortran-contiguous for the
@@ -164,8 +164,10 @@ def kernel_outputs(shapes: Sequence[tuple[int, ...]], zeroed: bool, sparse: bool
         recycled from dropped results (see :func:`recycled_empty`).
     :param sparse: zeroed outputs of which the kernel will write a small part
         (many species, few around each centre): see :func:`untouched_zeros`.
+    :param n_threads: threads that clear recycled memory for sparse outputs (0: the
+        kernels' default).
     """
     if sparse:
-        return tuple(untouched_zeros(tuple(reversed(shape))).T for shape in shapes)
+        return tuple(untouched_zeros(tuple(reversed(shape)), n_threads).T for shape in shapes)
     allocate = np.zeros if zeroed else recycled_empty
     return tuple(allocate(tuple(reversed(shape))).T for shape in shapes)

@@ -207,7 +207,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def untouched_zeros(shape: tuple[int, ...]) -> np.ndarray:
+def untouched_zeros(shape: tuple[int, ...], n_threads: int = 1) -> np.ndarray:
     """A C-ordered float64 array of zeros of which only the written pages take memory.
 
     ``np.zeros`` gets fresh zero pages for large arrays too, but numpy asks the
@@ -219,7 +219,7 @@ def untouched_zeros(shape: tuple[int, ...]) -> np.ndarray:
     From :data:`RECYCLE_BYTES` on (where the system tells which pages a mapping
     holds) the mapping is kept when the result is dropped, and the next array
     of about its size gets it with only those pages cleared: clearing a page
-    costs a fraction of a fresh page's fault.
+    costs a fraction of a fresh page's fault (``n_threads`` clear them).
     """
     n_bytes = 8 * math.prod(shape)
     if n_bytes < OWN_MAPPING_BYTES:
@@ -238,21 +238,22 @@ def untouched_zeros(shape: tuple[int, ...]) -> np.ndarray:
     else:
         mapping = found.mapping
         assert found.mapped is not None
-        _clear_pages(found.data, found.mapped[found.mapped < math.ceil(n_bytes / _PAGE)])
+        _clear_pages(found.data, found.mapped[found.mapped < math.ceil(n_bytes / _PAGE)],
+                     n_threads)
     return np.asarray(_Region(mapping, np.frombuffer(mapping, dtype=np.uint8), n_bytes,
                               zeroed=True)).reshape(shape)
 
 
-def _clear_pages(data: np.ndarray, pages: np.ndarray) -> None:
+def _clear_pages(data: np.ndarray, pages: np.ndarray, n_threads: int = 1) -> None:
     """Zero the listed pages of ``data`` (a whole mapping's bytes) that are not zero
-    already (bit for bit)."""
+    already (bit for bit), with ``n_threads`` threads (0: the kernels' default)."""
     from . import kernels  # loading the kernels is left to the first use
 
     words = data.view(np.int64)
     if len(pages) and not (pages[0] >= 0 and pages[-1] < len(words) // (_PAGE // 8)
                            and (np.diff(pages) > 0).all()):
         raise RuntimeError("internal error: pages to clear outside their mapping")
-    if kernels.fortran.clear_pages(words, pages, _PAGE // 8) != 0:
+    if kernels.fortran.clear_pages(words, pages, _PAGE // 8, n_threads) != 0:
         raise RuntimeError("internal error: pages to clear outside their mapping")
 
 
