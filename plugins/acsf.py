@@ -103,6 +103,10 @@ class ACSF(Descriptor):
     def batchable(self) -> bool:
         return True  # every row is one centre's own
 
+    @property
+    def batches_periodic(self) -> bool:
+        return True  # neighbours only from KernelNeighbours
+
     def _make_labels(self) -> tuple[tuple[Any, ...], ...]:
         labels: list[tuple[Any, ...]] = []
         for s in self.species:

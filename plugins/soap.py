@@ -258,6 +258,10 @@ class _DensityExpansion(Descriptor):
         return self.average == "off"  # an averaged row belongs to its whole structure
 
     @property
+    def batches_periodic(self) -> bool:
+        return True  # neighbours only from KernelNeighbours
+
+    @property
     def n_features(self) -> int:
         return len(self._labels)
 

@@ -262,6 +262,7 @@ def test_threads_are_shared_out_over_fewer_periodic_structures(triclinic, small_
         calls.append(kwargs["n_threads"])
         return compute_one(self, atoms, **kwargs)
 
+    monkeypatch.setattr(type(d), "batch_cell_atoms", 0)  # no batches of small cells here
     monkeypatch.setattr(type(d), "_compute_one", recorded)
     (alone,) = d.compute([triclinic], gradients=True, n_threads=4)
     pair = d.compute([triclinic, small_cell], n_threads=4)
@@ -332,6 +333,14 @@ def test_errors_in_a_list_name_the_structure():
     crystal = bulk("C", "diamond", 3.57)
     with pytest.raises(ValueError, match="structure 3: positions contain NaN"):
         d.compute([crystal, molecule("CH4"), crystal, bad])
+    close_cell = bulk("C", "diamond", 3.57)
+    close_cell.positions[1] = close_cell.positions[0] + [1e-3, 0, 0]
+    with pytest.raises(ValueError, match="structure 2: atom 0 is 0.001 Å from atom 1"):
+        d.compute([crystal, molecule("CH4"), close_cell])  # in a batch of small cells
+    nan_cell = crystal.copy()
+    nan_cell.positions[0, 0] = np.nan
+    with pytest.raises(ValueError, match="structure 3: positions contain NaN"):
+        d.compute([crystal, molecule("CH4"), crystal, nan_cell])
     d_small_batches = acsf(["H", "C", "O"])
     d_small_batches.batch_atoms = 5  # CH4 fills a batch: the bad molecule is in the next
     with pytest.raises(ValueError, match="structure 2: atom 1 is 0.001 Å from atom 2"):

@@ -11,7 +11,7 @@ from ase.neighborlist import neighbor_list
 from atomdesc import kernels
 from atomdesc import neighbours as nbmod
 from atomdesc.neighbours import check_kernel_index, compute_neighbours
-from atomdesc.system import System, merge_molecules
+from atomdesc.system import System, merge_cells, merge_molecules
 
 
 def all_atoms(atoms):
@@ -165,6 +165,46 @@ def test_molecules_in_a_batch_get_their_own_lists():
         np.testing.assert_array_equal(nb.vectors[a:b], alone.vectors)
         np.testing.assert_array_equal(nb.distances[a:b], alone.distances)
         np.testing.assert_array_equal(nb.start[first:last + 1] - a, alone.start)
+
+
+def test_cells_in_a_batch_get_their_own_lists(triclinic, small_cell, mixed_pbc):
+    cells = [triclinic, small_cell, mixed_pbc]
+    merged = merge_cells(cells)
+    assert merged.is_periodic and merged.parts is not None
+    assert len(merged) == len(triclinic) + 2 + len(mixed_pbc)
+    labels = np.arange(len(merged), dtype=np.int32) * 3
+    picked = [np.array([0, 4, 13]), np.array([1]), all_atoms(mixed_pbc)]  # centres of each
+    centers = np.concatenate([c + first for c, first in zip(picked, merged.fragments)])
+    nb = compute_neighbours(merged, 4.5, centers, atom_labels=labels)
+    assert_well_formed(nb, len(merged))
+    row = 0
+    for k, atoms in enumerate(cells):
+        first = merged.fragments[k]
+        alone = compute_neighbours(System.from_atoms(atoms), 4.5, picked[k],
+                                   atom_labels=labels[first:merged.fragments[k + 1]])
+        rows = slice(row, row + len(picked[k]))
+        a, b = nb.start[row], nb.start[row + len(picked[k])]
+        np.testing.assert_array_equal(nb.start[rows] - a, alone.start[:-1])
+        np.testing.assert_array_equal(nb.atoms[a:b] - first, alone.atoms)
+        for field in ("vectors", "distances", "shifts", "labels"):
+            np.testing.assert_array_equal(getattr(nb, field)[a:b], getattr(alone, field))
+        row += len(picked[k])
+    assert row == len(centers) and nb.start[-1] == len(nb.atoms)
+
+
+def test_cells_in_a_batch_are_checked_each(triclinic, small_cell):
+    close = small_cell.copy()
+    close.positions[1] = close.positions[0] + [1e-3, 0, 0]
+    merged = merge_cells([triclinic, close])
+    with pytest.raises(ValueError, match="structure 1: atom 0 is 0.001 Å from atom 1"):
+        compute_neighbours(merged, 4.5, np.arange(len(merged)))
+    bad = small_cell.copy()
+    bad.cell[0] = 0.0
+    with pytest.raises(ValueError, match="structure 1: the cell vector along periodic axis"):
+        merge_cells([triclinic, bad])
+    merged = merge_cells([triclinic, small_cell])
+    with pytest.raises(ValueError, match="structure by structure"):
+        compute_neighbours(merged, 4.5, np.array([len(triclinic), 0]))  # second cell first
 
 
 def test_small_molecules_take_all_pairs_with_vesins_result(monkeypatch):

@@ -452,6 +452,32 @@ def test_molecules_of_a_list_are_computed_together_bit_identically(family):
         np.testing.assert_array_equal(res.strain_gradients, single.strain_gradients)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_small_cells_of_a_list_are_computed_together_bit_identically(family, monkeypatch):
+    from ase.build import bulk, molecule
+
+    cells = [bulk("Si", "diamond", a=5.43, cubic=True), bulk("C", "diamond", 3.57),
+             bulk("Si", "diamond", a=5.43, cubic=True) * (2, 2, 2), molecule("CH4"),
+             bulk("SiC", "zincblende", 4.36, orthorhombic=True)]
+    cells[3].pbc = False
+    for k, atoms in enumerate(cells):
+        atoms.rattle(0.03, seed=20 + k)
+    d = atomdesc.descriptor(family, species=["H", "C", "Si"], r_cut=4.0, n_max=3, l_max=3,
+                            sigma=0.4)
+    monkeypatch.setattr(type(d), "batch_cell_atoms", 32)  # the 64-atom cell alone
+    parts = d.compute_parts(cells, [0, 1], gradients=True, strain_gradients=True)
+    assert [part.indices for part in parts] == [[3], [0, 1, 4], [2]]
+    results = d.compute(cells, [0, 1], gradients=True, strain_gradients=True, n_threads=2)
+    for atoms, res in zip(cells, results):
+        single = d.compute(atoms, [0, 1], gradients=True, strain_gradients=True, n_threads=1)
+        assert res.n_atoms == len(atoms)
+        np.testing.assert_array_equal(res.centers, [0, 1])
+        np.testing.assert_array_equal(res.features, single.features)
+        np.testing.assert_array_equal(res.gradient_pairs, single.gradient_pairs)
+        np.testing.assert_array_equal(res.gradient_values, single.gradient_values)
+        np.testing.assert_array_equal(res.strain_gradients, single.strain_gradients)
+
+
 def test_isolated_atom():
     d = small("soap")
     res = d.compute(Atoms("O", positions=[[0, 0, 0]]), gradients=True, strain_gradients=True)

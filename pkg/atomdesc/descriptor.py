@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -14,7 +14,7 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from .result import DescriptorResult
-from .system import System, is_periodic, merge_molecules
+from .system import System, is_periodic, merge_cells, merge_molecules
 
 
 @dataclass
@@ -22,10 +22,11 @@ class ComputedPart:
     """Structures of a list computed together (see :meth:`Descriptor.compute_parts`).
 
     A periodic structure is a part of its own (``result`` is its result). A
-    batch of molecules has ``result`` computed on the molecules merged into
-    one system: rows in the molecules' order, atom indices of the merged
-    system; ``molecules`` holds each one's centres (its own atom indices) and
-    ``atom_start`` the first merged atom of each (and the total).
+    batch of molecules (or of small periodic structures) has ``result`` computed
+    on the structures merged into one system: rows in the structures' order,
+    atom indices of the merged system; ``molecules`` holds each one's centres
+    (its own atom indices) and ``atom_start`` the first merged atom of each (and
+    the total).
     """
 
     indices: list[int]
@@ -107,6 +108,9 @@ class Descriptor(abc.ABC):
     supports_strain_gradients: ClassVar[bool] = True
     #: Most molecules per batch when a list is computed (see :attr:`batchable`).
     batch_atoms: ClassVar[int] = 20_000
+    #: Periodic structures of up to this many atoms in a list are computed in
+    #: batches too, when :attr:`batches_periodic` (larger ones one per call).
+    batch_cell_atoms: ClassVar[int] = 256
 
     species: list[str]
 
@@ -181,13 +185,15 @@ class Descriptor(abc.ABC):
     ) -> list[ComputedPart]:
         """A list of structures computed as :meth:`compute` does, before it is cut up.
 
-        Molecules are computed in batches (one kernel call each), periodic
-        structures one per call on a pool of threads. Each batch comes back
-        whole, as one :class:`ComputedPart` with the caller's indices of its
-        structures, so that users of many small molecules (the dataset
-        pipeline) need not make and join one result per molecule. Batches
-        come first, then the periodic structures, each in input order.
-        Arguments are those of :meth:`compute`.
+        Molecules are computed in batches (one kernel call each), and so are
+        small periodic structures where the family allows it
+        (:attr:`batches_periodic`); larger periodic structures one per call on a
+        pool of threads. Each batch comes back whole, as one
+        :class:`ComputedPart` with the caller's indices of its structures, so
+        that users of many small structures (the dataset pipeline) need not make
+        and join one result per structure. Batches of molecules come first, then
+        those of small cells, then the other periodic structures, each in input
+        order. Arguments are those of :meth:`compute`.
         """
         self._check_call(gradients, strain_gradients, n_threads)
         options = dict(centers=centers, gradients=bool(gradients),
@@ -195,16 +201,23 @@ class Descriptor(abc.ABC):
         parts: list[ComputedPart] = []
         single = list(range(len(structures)))
         if self.batchable:
-            single, molecules = [], []
+            single, molecules, cells = [], [], []
             for k, s in enumerate(structures):
-                (single if is_periodic(s) else molecules).append(k)
-            for batch in self._batches(structures, molecules):
-                try:
-                    parts.append(self._compute_molecules(
-                        [structures[k] for k in batch], n_threads=n_threads or 0, **options))
-                except (ValueError, TypeError) as exc:
-                    raise _renumbered(exc, batch) from None
-                parts[-1].indices = batch
+                if not is_periodic(s):
+                    molecules.append(k)
+                elif self.batches_periodic and len(s) <= self.batch_cell_atoms:
+                    cells.append(k)
+                else:
+                    single.append(k)
+            for group, merge in ((molecules, _merge_known_molecules), (cells, merge_cells)):
+                for batch in self._batches(structures, group):
+                    try:
+                        parts.append(self._compute_batch(
+                            [structures[k] for k in batch], merge, n_threads=n_threads or 0,
+                            **options))
+                    except (ValueError, TypeError) as exc:
+                        raise _renumbered(exc, batch) from None
+                    parts[-1].indices = batch
         threads = n_threads or max_threads()
         workers = min(threads, max(len(single), 1))
         # fewer structures than threads: each kernel call gets a share of them
@@ -245,6 +258,19 @@ class Descriptor(abc.ABC):
         """
         return False
 
+    @property
+    def batches_periodic(self) -> bool:
+        """Whether small periodic structures of a list may be computed as one system too
+        (when :attr:`batchable`).
+
+        That system (see :func:`atomdesc.system.merge_cells`) has no cell of its own:
+        only a family whose neighbours all come from
+        :func:`atomdesc.neighbours.compute_neighbours` (or
+        :class:`atomdesc.kernel_inputs.KernelNeighbours`), which lists each
+        structure's in its own cell, may opt in.
+        """
+        return False
+
     def _batches(self, structures: Sequence[Any], indices: list[int]) -> list[list[int]]:
         batches: list[list[int]] = []
         size = self.batch_atoms
@@ -257,12 +283,12 @@ class Descriptor(abc.ABC):
             size += n
         return batches
 
-    def _compute_molecules(
-        self, molecules: list[Any], *, centers: Sequence[int] | None, gradients: bool,
-        strain_gradients: bool, n_threads: int,
+    def _compute_batch(
+        self, structures: list[Any], merge: Callable[[list[Any]], System], *,
+        centers: Sequence[int] | None, gradients: bool, strain_gradients: bool, n_threads: int,
     ) -> ComputedPart:
-        """Several non-periodic structures in one call of :meth:`compute_system`."""
-        system = merge_molecules(molecules, known_non_periodic=True)  # see compute()
+        """Several structures, joined by ``merge``, in one call of :meth:`compute_system`."""
+        system = merge(structures)
         self.check_species(system)
         atom_start = system.fragments
         if centers is None:  # every atom: nothing to check
@@ -284,7 +310,7 @@ class Descriptor(abc.ABC):
         merged = self.compute_system(system, rows, gradients=gradients,
                                      strain_gradients=strain_gradients,
                                      n_threads=_call_threads(n_threads))
-        return ComputedPart(list(range(len(molecules))), merged, local, atom_start)
+        return ComputedPart(list(range(len(structures))), merged, local, atom_start)
 
     def _compute_one(
         self, atoms: Any, *, centers: Sequence[int] | None, gradients: bool,
@@ -345,6 +371,11 @@ def check_centers(centers: Sequence[int] | None, n_atoms: int) -> np.ndarray:
             f"centers out of range for a structure of {n_atoms} atoms: {bad[:10].tolist()}"
         )
     return array.astype(np.int64)
+
+
+def _merge_known_molecules(structures: list[Any]) -> System:
+    # compute_parts has just sorted them out: no periodicity test again
+    return merge_molecules(structures, known_non_periodic=True)
 
 
 def _renumbered(exc: Exception, batch: list[int]) -> Exception:

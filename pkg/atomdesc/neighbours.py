@@ -78,9 +78,14 @@ def compute_neighbours(
 
     :param atom_labels: optional (n_atoms,) integers, copied to ``labels`` for
         every entry (e.g. the species index of each neighbour).
+    A system of several periodic structures (``system.parts``) gets each one's
+    neighbours in its own cell, joined; its centres must come structure by structure.
+
     :raises ValueError: if two atoms (or an atom and its own periodic image)
         are closer than ``min_distance``.
     """
+    if system.parts is not None:
+        return _neighbours_of_parts(system, r_cut, centers, min_distance, n_threads, atom_labels)
     box = box_for_neighbour_list(system)
     _check_periodic_images(system, box, r_cut, min_distance)
     n_atoms = len(system)
@@ -163,6 +168,50 @@ def _repeated_centers(system, r_cut, centers, min_distance, n_threads, atom_labe
         distances=nb.distances[take],
         shifts=nb.shifts[take],
         labels=None if nb.labels is None else nb.labels[take],
+    )
+
+
+def _neighbours_of_parts(system: System, r_cut: float, centers: np.ndarray, min_distance: float,
+                         n_threads: int, atom_labels: np.ndarray | None) -> Neighbours:
+    """:func:`compute_neighbours` of each part of ``system`` (see :func:`merge_cells`) for
+    its centres, joined in the numbering of the whole: the lists are those of each
+    structure alone, bit for bit."""
+    assert system.parts is not None and system.fragments is not None
+    first_atom = system.fragments
+    centers = np.asarray(centers, dtype=np.int64)
+    part_of = np.searchsorted(first_atom, centers, side="right") - 1
+    if centers.ndim != 1 or (len(centers) and (centers.min() < 0 or centers.max() >= len(system)
+                                               or (np.diff(part_of) < 0).any())):
+        raise ValueError(f"centers must be a 1-D list of atom indices below {len(system)}, "
+                         "structure by structure")
+    row_start = np.searchsorted(part_of, np.arange(len(system.parts) + 1)).tolist()
+    lists, first = [], first_atom.tolist()
+    for k, part in enumerate(system.parts):
+        if row_start[k] == row_start[k + 1]:
+            continue
+        labels = None if atom_labels is None else atom_labels[first[k]:first[k + 1]]
+        try:
+            nb = compute_neighbours(part, r_cut, centers[row_start[k]:row_start[k + 1]] - first[k],
+                                    min_distance=min_distance, n_threads=n_threads,
+                                    atom_labels=labels)
+        except ValueError as exc:
+            raise ValueError(f"structure {k}: {exc}") from None
+        lists.append((nb, first[k], int(nb.start[-1])))
+    if not lists:  # no centres
+        return Neighbours(centers, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                          np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3), dtype=np.int64),
+                          None if atom_labels is None else np.zeros(0, dtype=np.int32))
+    start = np.zeros(len(centers) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate([np.diff(nb.start) for nb, _, _ in lists]), out=start[1:])
+
+    def joined(field: str) -> np.ndarray:
+        return np.concatenate([getattr(nb, field)[:n] for nb, _, n in lists])
+
+    return Neighbours(
+        centers=centers, start=start,
+        atoms=np.concatenate([nb.atoms[:n] + atom for nb, atom, n in lists]),
+        vectors=joined("vectors"), distances=joined("distances"), shifts=joined("shifts"),
+        labels=None if atom_labels is None else joined("labels"),
     )
 
 

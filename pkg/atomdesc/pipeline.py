@@ -334,7 +334,8 @@ def compute_chunk(
     """Compute consecutive structures into one :class:`ChunkResult` (one task).
 
     The chunk goes through :meth:`Descriptor.compute_parts` as one list
-    (molecules batched, periodic structures sharing ``n_threads`` threads); every
+    (molecules and small cells batched, larger periodic structures sharing
+    ``n_threads`` threads); every
     centre is computed independently, so results do not depend on where or
     how parallel the chunk runs. A structure whose input is invalid gets no
     rows and an entry in ``errors`` (the chunk is then computed structure by
@@ -342,10 +343,10 @@ def compute_chunk(
     """
     d = _as_descriptor(descriptor)
     if structures and not options["center_species"]:
-        # The whole chunk in one call: molecules are then batched into few
+        # The whole chunk in one call: small structures are then batched into few
         # kernel calls (bit-identical to one call per structure, whatever the
         # threads), and a batch is stored as computed, without cutting it into
-        # one result per molecule. An invalid structure makes the call fail:
+        # one result per structure. An invalid structure makes the call fail:
         # then one by one.
         try:
             parts = d.compute_parts(structures, gradients=options["gradients"],
@@ -355,7 +356,7 @@ def compute_chunk(
             pass
         else:
             if [k for part in parts for k in part.indices] != list(range(len(structures))):
-                # molecules and periodic structures mixed: restore the input order
+                # batches and single structures mixed: restore the input order
                 parts = _one_part_each(parts)
             if options["average"]:
                 parts = [_as_part(_reduce(part.result, options["average"]))
@@ -416,7 +417,7 @@ def _as_part(outcome: Any) -> Any:
 def _assemble(parts: list[Any], n_features: int, options: dict[str, Any]) -> ChunkResult:
     """The parts of a chunk (in input order) as one :class:`ChunkResult`.
 
-    A part is a :class:`ComputedPart` (one structure, or a batch of molecules,
+    A part is a :class:`ComputedPart` (one structure, or a batch of them,
     each block stored as computed), an exception (the structure failed), or
     an int (the atoms of a structure without centres of the selected species).
     """

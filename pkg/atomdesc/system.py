@@ -22,9 +22,13 @@ class System:
     numbers: np.ndarray
     cell: np.ndarray
     pbc: np.ndarray
-    #: For several molecules computed as one: the first atom of each molecule
-    #: (plus the total). Atoms of different molecules are never neighbours.
+    #: For several structures computed as one: the first atom of each (plus the
+    #: total). Atoms of different structures are never neighbours.
     fragments: np.ndarray | None = None
+    #: For several periodic structures computed as one (:func:`merge_cells`): each
+    #: one's own System, its cell included; ``positions`` and ``numbers`` are theirs,
+    #: joined, and ``cell`` is unused.
+    parts: tuple[System, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -201,3 +205,23 @@ def box_for_neighbour_list(system: System) -> np.ndarray:
 
 def _norm(v: np.ndarray) -> float:
     return float(np.sqrt((v * v).sum()))
+
+
+def merge_cells(structures: list[Any]) -> System:
+    """Several periodic structures as one System with ``parts`` and ``fragments`` set.
+
+    Each is validated on its own (it has a cell of its own); an error names the
+    structure by its index in ``structures``. Only :func:`atomdesc.neighbours.compute_neighbours`
+    looks inside: it lists each part's neighbours in its own cell.
+    """
+    parts = []
+    for index, structure in enumerate(structures):
+        try:
+            parts.append(System.from_atoms(structure))
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"structure {index}: {exc}") from None
+    fragments = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(part) for part in parts], out=fragments[1:])
+    return System(np.concatenate([part.positions for part in parts]),
+                  np.concatenate([part.numbers for part in parts]), np.zeros((3, 3)),
+                  np.logical_or.reduce([part.pbc for part in parts]), fragments, tuple(parts))
