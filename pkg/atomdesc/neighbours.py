@@ -76,11 +76,11 @@ def compute_neighbours(
     directions of each pair into the rows of the centres, in a fixed order (with
     the same threads; the lists do not depend on their number).
 
-    :param atom_labels: optional (n_atoms,) integers, copied to ``labels`` for
-        every entry (e.g. the species index of each neighbour).
     A system of several periodic structures (``system.parts``) gets each one's
     neighbours in its own cell, joined; its centres must come structure by structure.
 
+    :param atom_labels: optional (n_atoms,) integers, copied to ``labels`` for
+        every entry (e.g. the species index of each neighbour).
     :raises ValueError: if two atoms (or an atom and its own periodic image)
         are closer than ``min_distance``.
     """

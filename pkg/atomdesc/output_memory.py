@@ -147,7 +147,7 @@ def release_memory() -> int:
 
 
 def kept_bytes() -> int:
-    """Size of the mappings kept for reuse."""
+    """Memory the mappings kept for reuse hold (of a zeroed output's: its mapped pages)."""
     with _lock:
         _keep_returned()
         return sum(kept.held for kept in _kept)
