@@ -293,13 +293,16 @@ def test_hypers_round_trip_and_labels():
         "acsf", species=["H"], r_cut=3.0)
 
 
-def test_molecules_of_a_list_are_computed_together_bit_identically(triclinic):
-    from ase.build import molecule
+def test_molecules_and_small_cells_of_a_list_are_computed_together_bit_identically(triclinic):
+    from ase.build import bulk, molecule
 
     d = acsf(["H", "C", "O", "Si"])
-    structures = [molecule("CH4"), triclinic, molecule("CH3CH2OH"), molecule("H2O")]
+    silicon = bulk("Si", "diamond", 5.43, cubic=True)
+    structures = [molecule("CH4"), triclinic, molecule("CH3CH2OH"), molecule("H2O"), silicon]
     for s in structures[::2]:
         s.rattle(0.02, seed=6)
+    parts = d.compute_parts(structures, [0, 2])
+    assert [part.indices for part in parts] == [[0, 2, 3], [1, 4]]  # one batch of each kind
     structures[3].positions += 500.0  # far from the origin: no effect
     results = d.compute(structures, gradients=True, strain_gradients=True, centers=[0, 2])
     for atoms, res in zip(structures, results):
