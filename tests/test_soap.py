@@ -51,33 +51,12 @@ def periodic_hco():
     return atoms
 
 
-def strained(atoms, eps):
-    out = atoms.copy()
-    m = np.eye(3) + eps
-    out.set_cell(atoms.cell.array @ m.T, scale_atoms=False)
-    out.positions = atoms.positions @ m.T
-    return out
-
-
-def finite_differences(d, atoms, h=1e-5):
+def finite_difference_errors(d, atoms, checks):
+    """Relative errors of the analytic position and strain gradients against central
+    differences."""
     res = d.compute(atoms, gradients=True, strain_gradients=True)
-    dense = res.dense_gradients()
-    num = np.zeros_like(dense)
-    for a in range(len(atoms)):
-        for x in range(3):
-            p, m = atoms.copy(), atoms.copy()
-            p.positions[a, x] += h
-            m.positions[a, x] -= h
-            num[:, a, x] = (d.compute(p).features - d.compute(m).features) / (2 * h)
-    strain = np.zeros_like(res.strain_gradients)
-    for i in range(3):
-        for j in range(3):
-            eps = np.zeros((3, 3))
-            eps[i, j] = h
-            strain[:, i, j] = (d.compute(strained(atoms, eps)).features
-                               - d.compute(strained(atoms, -eps)).features) / (2 * h)
-    grad_err = np.abs(num - dense).max() / np.abs(dense).max()
-    strain_err = np.abs(strain - res.strain_gradients).max() / np.abs(res.strain_gradients).max()
+    grad_err = checks.relative_error(res.dense_gradients(), checks.fd_gradients(d, atoms))
+    strain_err = checks.relative_error(res.strain_gradients, checks.fd_strain(d, atoms))
     return grad_err, strain_err
 
 
@@ -214,18 +193,18 @@ def test_scaled_spherical_in_orders_match_scipy_order_by_order():
     ],
     ids=["plain", "mu2", "crossover", "inner", "outer", "pow", "dscribe_poly_w", "polynomial"],
 )
-def test_derivatives_molecule(family, options, molecule_hco):
+def test_derivatives_molecule(family, options, molecule_hco, checks):
     d = small(family, **options)
-    grad_err, strain_err = finite_differences(d, molecule_hco)
+    grad_err, strain_err = finite_difference_errors(d, molecule_hco, checks)
     assert grad_err <= 1e-6
     assert strain_err <= 1e-6
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("options", [{}, {"average": "inner", "compression": "mu2"}, {"average": "outer"}])
-def test_derivatives_periodic(family, options, periodic_hco):
+def test_derivatives_periodic(family, options, periodic_hco, checks):
     d = small(family, r_cut=3.0, **options)
-    grad_err, strain_err = finite_differences(d, periodic_hco)
+    grad_err, strain_err = finite_difference_errors(d, periodic_hco, checks)
     assert grad_err <= 1e-6
     assert strain_err <= 1e-6
 
@@ -258,17 +237,17 @@ def test_mu1nu1_is_each_channel_times_the_summed_density(molecule_hco):
 
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
 @pytest.mark.parametrize("average", ["off", "inner", "outer"])
-def test_mu1nu1_derivatives(system, average, molecule_hco, periodic_hco):
+def test_mu1nu1_derivatives(system, average, molecule_hco, periodic_hco, checks):
     atoms = {"molecule": molecule_hco, "periodic": periodic_hco}[system]
     d = small("soap", r_cut=3.0, average=average,
               compression={"mode": "mu1nu1", "species_weighting": {"H": 0.5, "C": 1.0, "O": 2.0}})
-    grad_err, strain_err = finite_differences(d, atoms)
+    grad_err, strain_err = finite_difference_errors(d, atoms, checks)
     assert grad_err <= 1e-6
     assert strain_err <= 1e-6
 
 
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
-def test_mu1nu1_written_into_zeros(system, molecule_hco, periodic_hco, monkeypatch):
+def test_mu1nu1_written_into_zeros(system, molecule_hco, periodic_hco, monkeypatch, checks):
     """Many species, few around each centre: the zeroed path (one block per species
     present) gives the numbers of the path that writes every element, and finite
     differences hold there too."""
@@ -282,19 +261,19 @@ def test_mu1nu1_written_into_zeros(system, molecule_hco, periodic_hco, monkeypat
     for name in ("features", "gradient_values", "strain_gradients"):
         assert np.array_equal(getattr(forced[True], name), getattr(forced[False], name))
     monkeypatch.undo()
-    grad_err, strain_err = finite_differences(d, atoms)
+    grad_err, strain_err = finite_difference_errors(d, atoms, checks)
     assert grad_err <= 1e-6
     assert strain_err <= 1e-6
 
 
-def test_mu1nu1_rotation_invariant_and_thread_independent(molecule_hco):
+def test_mu1nu1_rotation_invariant_and_thread_independent(molecule_hco, checks):
     d = small("soap", l_max=4, compression="mu1nu1")
     a = d.compute(molecule_hco, gradients=True, n_threads=1)
     b = d.compute(molecule_hco, gradients=True, n_threads=2)
     assert np.array_equal(a.features, b.features)
     assert np.array_equal(a.gradient_values, b.gradient_values)
     rot = molecule_hco.copy()
-    rot.positions = molecule_hco.positions @ random_rotation(5).T
+    rot.positions = molecule_hco.positions @ checks.random_rotation(5).T
     assert np.abs(d.compute(rot).features - a.features).max() <= 1e-12 * np.abs(a.features).max()
 
 
@@ -307,19 +286,13 @@ def test_mu1nu1_only_for_the_power_spectrum(family):
 # ------------------------------------------------------------------ symmetry
 
 
-def random_rotation(seed):
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.random(random_state=seed).as_matrix()
-
-
 @pytest.mark.parametrize("family, options", [("soap", {}), ("bispectrum", {"parity": "all"})])
-def test_rotation_invariance(family, options, molecule_hco):
+def test_rotation_invariance(family, options, molecule_hco, checks):
     d = small(family, l_max=4, **options)
     a = d.compute(molecule_hco).features
     for seed in range(3):
         rot = molecule_hco.copy()
-        rot.positions = molecule_hco.positions @ random_rotation(seed).T
+        rot.positions = molecule_hco.positions @ checks.random_rotation(seed).T
         b = d.compute(rot).features
         assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max()
 
@@ -337,14 +310,14 @@ def test_bispectrum_parity(molecule_hco):
     assert np.abs(a[:, odd]).max() > 1e-6
 
 
-def test_spherical_expansion_wigner_d(molecule_hco):
+def test_spherical_expansion_wigner_d(molecule_hco, checks):
     l_max, n_max = 4, 2
     d = small("spherical_expansion", l_max=l_max, n_max=n_max)
     c = d.compute(molecule_hco).features.reshape(len(molecule_hco), 3, n_max, (l_max + 1) ** 2)
     rng = np.random.default_rng(5)
     u = rng.normal(size=(200, 3))
     u /= np.linalg.norm(u, axis=1)[:, None]
-    R = random_rotation(11)
+    R = checks.random_rotation(11)
     rot = molecule_hco.copy()
     rot.positions = molecule_hco.positions @ R.T
     cr = d.compute(rot).features.reshape(c.shape)
@@ -613,10 +586,10 @@ def test_few_channels_everywhere_written_into_zeros(family, molecule_hco, monkey
 
 @pytest.mark.parametrize("family", ["soap", "spherical_expansion", "bispectrum"])
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
-def test_derivatives_few_channels(family, system, molecule_hco, periodic_hco):
+def test_derivatives_few_channels(family, system, molecule_hco, periodic_hco, checks):
     d = small(family, species=MANY_SPECIES, r_cut=3.0)
     atoms = {"molecule": molecule_hco, "periodic": periodic_hco}[system]
-    grad_err, strain_err = finite_differences(d, atoms)
+    grad_err, strain_err = finite_difference_errors(d, atoms, checks)
     assert grad_err <= 1e-6
     assert strain_err <= 1e-6
 
