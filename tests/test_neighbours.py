@@ -207,6 +207,33 @@ def test_cells_in_a_batch_are_checked_each(triclinic, small_cell):
         compute_neighbours(merged, 4.5, np.array([len(triclinic), 0]))  # second cell first
 
 
+def test_merged_cells_are_each_as_validated_alone(triclinic, small_cell, mixed_pbc):
+    cells = [triclinic, small_cell, mixed_pbc]
+    merged = merge_cells(cells)
+    for part, atoms in zip(merged.parts, cells):
+        alone = System.from_atoms(atoms)
+        for field in ("positions", "numbers", "cell", "pbc"):
+            np.testing.assert_array_equal(getattr(part, field), getattr(alone, field))
+            assert getattr(part, field).dtype == getattr(alone, field).dtype
+        assert part.positions.flags.c_contiguous
+    np.testing.assert_array_equal(merged.fragments, [0, 14, 16, 16 + len(mixed_pbc)])
+
+    class Duck:  # not an Atoms: pbc as one bool, which from_atoms takes
+        positions, numbers = small_cell.positions, small_cell.numbers
+        cell, pbc = small_cell.cell[:], True
+
+    ducked = merge_cells([triclinic, Duck()])
+    np.testing.assert_array_equal(ducked.parts[1].pbc, [True, True, True])
+    bad_cell = small_cell.copy()
+    bad_cell.cell[1, 1] = np.nan
+    bad_numbers = small_cell.copy()
+    bad_numbers.numbers[0] = 0
+    for bad, match in ((bad_cell, "structure 1: the cell contains NaN"),
+                       (bad_numbers, "structure 1: atomic numbers must be")):
+        with pytest.raises(ValueError, match=match):
+            merge_cells([triclinic, bad, small_cell])
+
+
 def test_small_molecules_take_all_pairs_with_vesins_result(monkeypatch):
     mols = [molecule("CH4"), molecule("C60"), molecule("H2O")] + [molecule("C6H6")] * 6
     mols[1].rattle(0.01, seed=3)

@@ -110,29 +110,46 @@ def merge_molecules(structures: list[Any], known_non_periodic: bool = False) -> 
         for s in structures:  # one pass: attribute access is most of the cost
             positions.append(s.positions)
             numbers.append(s.numbers)
-        counts = np.fromiter(map(len, numbers), np.int64, len(numbers))
-        positions = np.concatenate(positions).astype(np.float64, copy=False)
-        numbers = np.concatenate(numbers)
-        valid = (
-            positions.ndim == 2 and positions.shape[1] == 3 and len(positions) == len(numbers)
-            and (counts > 0).all() and np.isfinite(positions).all()
-            and np.issubdtype(numbers.dtype, np.integer)
-            and numbers.min() >= 1 and numbers.max() < len(chemical_symbols)
-            and (known_non_periodic or not any(is_periodic(s) for s in structures))
-        )
+        joined = _joined_atoms(positions, numbers)
+        valid = joined is not None and (
+            known_non_periodic or not any(is_periodic(s) for s in structures))
     except (AttributeError, ValueError, TypeError):
         valid = False
     if not valid:
-        for index, structure in enumerate(structures):
-            try:
-                System.from_atoms(structure)
-            except (ValueError, TypeError) as exc:
-                raise type(exc)(f"structure {index}: {exc}") from None
+        _raise_for_the_first_invalid(structures)
         raise ValueError("these structures cannot be computed together")  # pragma: no cover
-    fragments = np.zeros(len(structures) + 1, dtype=np.int64)
+    positions, numbers, fragments = joined
+    return System(positions, numbers, np.zeros((3, 3)), np.zeros(3, dtype=bool), fragments)
+
+
+def _joined_atoms(positions: list[Any], numbers: list[Any]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The structures' positions (float64) and atomic numbers (int64) joined, and the first
+    atom of each (plus the total); None if any is not as :meth:`System.from_atoms` wants it."""
+    counts = np.fromiter(map(len, numbers), np.int64, len(numbers))
+    joined_positions = np.concatenate(positions).astype(np.float64, copy=False)
+    joined_numbers = np.concatenate(numbers)
+    valid = (
+        joined_positions.ndim == 2 and joined_positions.shape[1] == 3
+        and len(joined_positions) == len(joined_numbers)
+        and (counts > 0).all() and np.isfinite(joined_positions).all()
+        and np.issubdtype(joined_numbers.dtype, np.integer)
+        and joined_numbers.min() >= 1 and joined_numbers.max() < len(chemical_symbols)
+    )
+    if not valid:
+        return None
+    fragments = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=fragments[1:])
-    return System(positions, numbers.astype(np.int64), np.zeros((3, 3)),
-                  np.zeros(3, dtype=bool), fragments)
+    return joined_positions, joined_numbers.astype(np.int64, copy=False), fragments
+
+
+def _raise_for_the_first_invalid(structures: list[Any]) -> None:
+    """Check each structure on its own: the first invalid one's error, naming its index."""
+    for index, structure in enumerate(structures):
+        try:
+            System.from_atoms(structure)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"structure {index}: {exc}") from None
 
 
 def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
@@ -210,18 +227,39 @@ def _norm(v: np.ndarray) -> float:
 def merge_cells(structures: list[Any]) -> System:
     """Several periodic structures as one System with ``parts`` and ``fragments`` set.
 
-    Each is validated on its own (it has a cell of its own); an error names the
-    structure by its index in ``structures``. Only :func:`atomdesc.neighbours.compute_neighbours`
-    looks inside: it lists each part's neighbours in its own cell.
+    Atoms are validated together, as by :func:`merge_molecules`, and each cell on its own;
+    when anything is wrong, each structure is checked alone so that the error names it.
+    Only :func:`atomdesc.neighbours.compute_neighbours` looks inside: it lists each
+    part's neighbours in its own cell.
     """
-    parts = []
-    for index, structure in enumerate(structures):
-        try:
-            parts.append(System.from_atoms(structure))
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"structure {index}: {exc}") from None
-    fragments = np.zeros(len(parts) + 1, dtype=np.int64)
-    np.cumsum([len(part) for part in parts], out=fragments[1:])
-    return System(np.concatenate([part.positions for part in parts]),
-                  np.concatenate([part.numbers for part in parts]), np.zeros((3, 3)),
+    try:
+        positions, numbers, cells, pbcs = [], [], [], []
+        for s in structures:  # one pass: attribute access is most of the cost
+            positions.append(s.positions)
+            numbers.append(s.numbers)
+            cells.append(s.cell[:] if hasattr(s.cell, "__getitem__") else s.cell)
+            pbcs.append(s.pbc)
+        joined = _joined_atoms(positions, numbers)
+        cell_array = np.array(cells, dtype=np.float64).reshape(len(structures), 3, 3)
+        pbc_array = np.array(pbcs, dtype=bool).reshape(len(structures), 3)
+        valid = joined is not None and bool(np.isfinite(cell_array).all())
+        if valid:
+            for cell, pbc in zip(cell_array, pbc_array):
+                _check_cell(cell, pbc)
+    except (AttributeError, ValueError, TypeError):
+        valid = False
+    if valid:
+        positions, numbers, fragments = joined
+        first = fragments.tolist()
+        parts = [System(positions[a:b], numbers[a:b], cell, pbc)
+                 for a, b, cell, pbc in zip(first[:-1], first[1:], cell_array, pbc_array)]
+    else:
+        _raise_for_the_first_invalid(structures)
+        # each is valid alone (e.g. pbc given as one bool): take them as they come
+        parts = [System.from_atoms(s) for s in structures]
+        fragments = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([len(part) for part in parts], out=fragments[1:])
+        positions = np.concatenate([part.positions for part in parts])
+        numbers = np.concatenate([part.numbers for part in parts])
+    return System(positions, numbers, np.zeros((3, 3)),
                   np.logical_or.reduce([part.pbc for part in parts]), fragments, tuple(parts))
