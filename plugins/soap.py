@@ -55,6 +55,7 @@ class _DensityExpansion(Descriptor):
     """Shared set-up of the three SOAP families (hyper-parameters, radial table, channels)."""
 
     kind: int = 0
+    supports_point_centers = True
 
     def __init__(
         self,
@@ -279,20 +280,26 @@ class _DensityExpansion(Descriptor):
         sparse = self._few_channels_around(nb, kind)
         feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=sparse,
                                         sparse=sparse, n_threads=n_threads)
+        chan, sw = self._chan, self._sw
+        if nb.points:  # the points' species: a channel, and no density at the centre
+            chan, sw = np.append(chan, np.int32(1)), np.append(sw, 0.0)
         kernels.fortran.soap(
             kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
-            nb.center_slot, nb.slot_start, nb.center_species, self._chan, self._sw,
+            nb.center_slot, nb.slot_start, nb.center_species, chan, sw,
             self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
             self._star if kind == 1 else 0,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
             gradients, strain_gradients, sparse, n_threads, feat, grad, strain,
         )
+        pairs, values = (nb.pairs, grad.T) if gradients else (None, None)
+        if gradients and nb.points:
+            pairs, values = nb.drop_point_slots(values)
         return DescriptorResult(
             features=feat.T,
             centers=centers,
             n_atoms=len(system),
-            gradient_pairs=nb.pairs if gradients else None,
-            gradient_values=grad.T if gradients else None,
+            gradient_pairs=pairs,
+            gradient_values=values,
             strain_gradients=strain.T if strain_gradients else None,
         )
 
@@ -309,7 +316,8 @@ class _DensityExpansion(Descriptor):
         seen = np.zeros((n_centers, n_channels), dtype=bool)
         seen[np.repeat(np.arange(n_centers), np.diff(nb.start)),
              self._chan[nb.species[: nb.start[-1]] - 1] - 1] = True
-        seen[np.arange(n_centers), self._chan[nb.center_species - 1] - 1] = True
+        if not nb.points:  # an atom's own density is in its channel
+            seen[np.arange(n_centers), self._chan[nb.center_species - 1] - 1] = True
         around = seen.sum(axis=1)
         # channels, unordered pairs or triples (with repetition) of the present ones
         order = kind + 1

@@ -117,6 +117,32 @@ def test_dscribe_convention_mu1nu1_matches_dscribe(name, average):
     assert np.abs(got - want).max() <= 1e-8 * np.abs(want).max()
 
 
+@pytest.mark.parametrize("name", list(structures()))
+@pytest.mark.parametrize("average", ["off", "outer"])
+def test_dscribe_convention_at_points_matches_dscribe(name, average):
+    """Centres at random points (inside the cell, where DScribe's periodic copies reach)."""
+    descriptors = pytest.importorskip("dscribe.descriptors")
+    atoms = structures()[name]
+    species = sorted(set(atoms.get_chemical_symbols()))
+    rng = np.random.default_rng([SEED, len(atoms), len(average), 7])
+    common = dict(species=species, r_cut=4.0, n_max=int(rng.integers(2, 6)),
+                  l_max=int(rng.integers(2, 7)), sigma=float(rng.uniform(0.3, 0.6)),
+                  rbf=str(rng.choice(["gto", "polynomial"])))
+    if atoms.pbc.any():
+        points = rng.uniform(0.0, 1.0, (4, 3)) @ atoms.cell.array
+    else:
+        points = rng.uniform(atoms.positions.min(0) - 1.0, atoms.positions.max(0) + 1.0, (4, 3))
+    distances = np.linalg.norm(points[:, None] - atoms.positions[None], axis=-1)
+    points = points[distances.min(axis=1) > 0.3]  # none on an atom
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = descriptors.SOAP(**common, periodic=bool(atoms.pbc.any()), average=average)
+        want = theirs.create(atoms, centers=points)
+    d = atomdesc.descriptor("soap", **common, convention="dscribe", average=average)
+    got = d.compute(atoms, centers=points).features.reshape(want.shape)
+    assert np.abs(got - want).max() <= 1e-8 * np.abs(want).max()
+
+
 @pytest.mark.parametrize("seed, compression", [(1, "off"), (2, "crossover"), (3, "off")])
 def test_dscribe_convention_gradients_match_dscribes_analytic_ones(seed, compression):
     """DScribe has analytic derivatives for molecules, GTO, no weighting, no averaging,

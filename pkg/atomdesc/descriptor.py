@@ -106,6 +106,9 @@ class Descriptor(abc.ABC):
     #: Whether compute_system can return position / strain gradients.
     supports_gradients: ClassVar[bool] = True
     supports_strain_gradients: ClassVar[bool] = True
+    #: Whether ``centers`` may also be points in space, an (n, 3) array of Cartesian
+    #: positions in Å (see :meth:`compute`).
+    supports_point_centers: ClassVar[bool] = False
     #: Most molecules per batch when a list is computed (see :attr:`batchable`).
     batch_atoms: ClassVar[int] = 20_000
     #: Periodic structures of up to this many atoms in a list are computed in
@@ -155,8 +158,12 @@ class Descriptor(abc.ABC):
 
         :param structures: an :class:`ase.Atoms`, or a list of them (then a list
             of results comes back, computed in parallel over structures).
-        :param centers: atom indices to describe (default: all atoms). With a
-            list of structures it applies to each.
+        :param centers: atom indices to describe (default: all atoms), or, for
+            families with :attr:`supports_point_centers`, an (n, 3) array of points
+            (Cartesian, Å): each row then describes the atoms around a point that
+            no atom occupies; position gradients hold the points fixed, strain
+            gradients deform them with the cell, and ``result.centers`` holds
+            them. With a list of structures it applies to each.
         :param gradients: also compute derivatives with respect to positions.
         :param strain_gradients: also compute derivatives with respect to strain.
         :param n_threads: threads to use (default: ``OMP_NUM_THREADS`` or the cores).
@@ -200,7 +207,7 @@ class Descriptor(abc.ABC):
                        strain_gradients=bool(strain_gradients))
         parts: list[ComputedPart] = []
         single = list(range(len(structures)))
-        if self.batchable:
+        if self.batchable and not _are_points(centers):
             single, molecules, cells = [], [], []
             for k, s in enumerate(structures):
                 if not is_periodic(s):
@@ -318,7 +325,8 @@ class Descriptor(abc.ABC):
     ) -> DescriptorResult:
         system = System.from_atoms(atoms)
         self.check_species(system)
-        rows = check_centers(centers, len(system))
+        rows = check_centers(centers, len(system), points=self.supports_point_centers,
+                             family=self.name)
         return self.compute_system(
             system, rows, gradients=gradients, strain_gradients=strain_gradients,
             n_threads=_call_threads(n_threads),
@@ -351,14 +359,23 @@ class Descriptor(abc.ABC):
             )
 
 
-def check_centers(centers: Sequence[int] | None, n_atoms: int) -> np.ndarray:
-    """Centre indices as int64, all atoms by default.
+def check_centers(centers: Any, n_atoms: int, points: bool = False,
+                  family: str = "this family") -> np.ndarray:
+    """Centre indices as int64, all atoms by default; or, with ``points``, an (n, 3)
+    array of points as float64.
 
-    :raises ValueError: for non-integers, a non-1-D list or an index out of range.
+    :raises ValueError: for non-integers, a non-1-D list or an index out of range;
+        for points that are not finite, or points where the family takes none.
     """
     if centers is None:
         return np.arange(n_atoms, dtype=np.int64)
     array = np.asarray(centers)
+    if _are_points(array):
+        if not points:
+            raise ValueError(f"{family} takes atom indices as centers, not points")
+        if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+            raise ValueError("center points must be finite numbers")
+        return np.ascontiguousarray(array, dtype=np.float64)
     if array.ndim != 1:
         raise ValueError(f"centers must be a 1-D list of atom indices, got shape {array.shape}")
     if array.size == 0:
@@ -371,6 +388,15 @@ def check_centers(centers: Sequence[int] | None, n_atoms: int) -> np.ndarray:
             f"centers out of range for a structure of {n_atoms} atoms: {bad[:10].tolist()}"
         )
     return array.astype(np.int64)
+
+
+def _are_points(centers: Any) -> bool:
+    """Whether ``centers`` is an (n, 3) array of points (not atom indices)."""
+    try:
+        shape = np.shape(centers) if centers is not None else ()
+    except ValueError:  # ragged: neither
+        return False
+    return len(shape) == 2 and shape[1] == 3 and shape[0] > 0
 
 
 def _merge_known_molecules(structures: list[Any]) -> System:

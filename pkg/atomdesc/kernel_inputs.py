@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase.data import atomic_numbers
 
-from .neighbours import Neighbours, check_kernel_index, compute_neighbours, gradient_slots
+from .neighbours import (Neighbours, check_kernel_index, compute_neighbours, gradient_slots,
+                         point_neighbours)
 from .output_memory import recycled_empty, untouched_zeros
 from .system import System
 
@@ -31,6 +32,8 @@ class KernelNeighbours:
     center_slot: np.ndarray  # (n_centers,) int32, 1-based gradient slot
     slot_start: np.ndarray  # (n_centers + 1,) int32, 0-based offsets of each row's slots
     pairs: np.ndarray | None  # (n_slots, 2) int64 gradient pairs, when gradients are wanted
+    n_atoms: int = 0  # atoms of the system (point centres come after them in ``pairs``)
+    points: bool = False  # centres are points, of species index n_species + 1
 
     @property
     def n_slots(self) -> int:
@@ -61,14 +64,25 @@ class KernelNeighbours:
         for index, symbol in enumerate(species, start=1):
             lookup[atomic_numbers[symbol]] = index
         atom_species = lookup[np.minimum(system.numbers, len(lookup) - 1)]
-        nb = compute_neighbours(system, r_cut, centers, n_threads=n_threads,
-                                atom_labels=atom_species)
+        if centers.ndim == 2:
+            # points: extra atoms len(system) + k, of a species of their own that a
+            # kernel gives no density (see ``points``), whose own gradient slots the
+            # caller drops (drop_point_slots)
+            nb = point_neighbours(system, r_cut, centers, n_threads=n_threads,
+                                  atom_labels=atom_species)
+            n_atoms = len(system) + len(centers)
+            center_species = np.full(len(centers), len(species) + 1, dtype=np.int32)
+        else:
+            nb = compute_neighbours(system, r_cut, centers, n_threads=n_threads,
+                                    atom_labels=atom_species)
+            n_atoms = len(system)
+            center_species = atom_species[centers]
         n_entries = len(nb.distances)
         check_kernel_index(n_entries, len(centers))
         neighbour_species = nb.labels
         n_centers = len(centers)
         if gradients:
-            slots = gradient_slots(nb, len(system))
+            slots = gradient_slots(nb, n_atoms)
             pairs = slots.pairs
             entry_slot = (slots.entry_slot + 1).astype(np.int32)
             center_slot = (slots.center_slot + 1).astype(np.int32)
@@ -91,14 +105,23 @@ class KernelNeighbours:
             vectors=vectors,
             distances=distances,
             species=neighbour_species,
-            center_species=atom_species[centers],
+            center_species=center_species,
             entry_slot=entry_slot,
             center_slot=center_slot,
             slot_start=slot_start,
             pairs=pairs,
+            n_atoms=len(system),
+            points=centers.ndim == 2,
         )
-        result.check(len(species))
+        result.check(len(species) + (centers.ndim == 2))
         return result
+
+    def drop_point_slots(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient pairs and values without the point centres' own slots (the kernel
+        writes each centre's slot; a point does not move)."""
+        assert self.pairs is not None
+        keep = self.pairs[:, 1] < self.n_atoms
+        return self.pairs[keep], values[keep]
 
     def check(self, n_species: int) -> None:
         """Verify every index the kernels will follow (cheap, O(n_entries))."""

@@ -171,6 +171,46 @@ def _repeated_centers(system, r_cut, centers, min_distance, n_threads, atom_labe
     )
 
 
+def point_neighbours(system: System, r_cut: float, points: np.ndarray, *,
+                     min_distance: float = DEFAULT_MIN_DISTANCE, n_threads: int = 1,
+                     atom_labels: np.ndarray | None = None) -> Neighbours:
+    """The atoms within ``r_cut`` of each of ``points`` ((n, 3), Cartesian; images included).
+
+    The points join the atoms as extra atoms ``len(system) + k`` (their
+    ``centers``), so that vesin lists them as it lists atoms; entries of other
+    points are dropped. Atoms are not checked against each other here (no atom is
+    a centre).
+
+    :raises ValueError: if a point is closer than ``min_distance`` to an atom (its
+        index is then the centre to give).
+    """
+    n_atoms, n_points = len(system), len(points)
+    with_points = System(np.concatenate([system.positions, points]),
+                         np.concatenate([system.numbers, np.zeros(n_points, dtype=np.int64)]),
+                         system.cell, system.pbc)
+    labels = None if atom_labels is None else np.concatenate(
+        [np.asarray(atom_labels, dtype=np.int32), np.zeros(n_points, dtype=np.int32)])
+    # points may coincide with each other; each is checked against the atoms below
+    nb = compute_neighbours(with_points, r_cut, n_atoms + np.arange(n_points), min_distance=0.0,
+                            n_threads=n_threads, atom_labels=labels)
+    keep = nb.atoms < n_atoms
+    close = keep & (nb.distances < min_distance)
+    if close.any():
+        entry = int(np.flatnonzero(close)[0])
+        point = int(nb.center_of_entry[entry])
+        raise ValueError(
+            f"center point {point} is {nb.distances[entry]:.3g} Å from atom {nb.atoms[entry]}, "
+            f"closer than min_distance={min_distance} Å: give that atom's index as the centre"
+        )
+    start = np.zeros(n_points + 1, dtype=np.int64)
+    np.cumsum(np.bincount(nb.center_of_entry[keep], minlength=n_points), out=start[1:])
+    return Neighbours(
+        centers=nb.centers, start=start, atoms=nb.atoms[keep], vectors=nb.vectors[keep],
+        distances=nb.distances[keep], shifts=nb.shifts[keep],
+        labels=None if nb.labels is None else nb.labels[keep],
+    )
+
+
 def _neighbours_of_parts(system: System, r_cut: float, centers: np.ndarray, min_distance: float,
                          n_threads: int, atom_labels: np.ndarray | None) -> Neighbours:
     """:func:`compute_neighbours` of each part of ``system`` (see :func:`merge_cells`) for

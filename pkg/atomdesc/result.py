@@ -15,7 +15,8 @@ class DescriptorResult:
     Attributes
     ----------
     features : (n_centers, n_features) float64
-    centers : (n_centers,) atom indices of the rows
+    centers : (n_centers,) atom indices of the rows, or (n_centers, 3) points where
+        the family takes points as centres
     n_atoms : number of atoms of the structure
     feature_labels : one tuple per column (see ``Descriptor.feature_label_names``)
     gradient_pairs : (n_pairs, 2) int64, rows ``(row of features, atom index)``

@@ -58,6 +58,11 @@ def dscribe_cases():
         ("sic", dict(species=["C", "Si"], r_cut=3.5, n_max=3, l_max=3, sigma=0.5, periodic=True,
                      compression={"mode": "mu1nu1", "species_weighting": {"C": 0.7, "Si": 1.3}},
                      average="inner"), {}),
+        # centres at points (the third item: arguments of create); inside the cell: DScribe's
+        # periodic copies do not reach far outside it (a point and its image then differ)
+        ("methanol", hco, {"centers": [[0.4, 0.3, -0.2], [-1.1, 0.6, 0.9], [2.5, -2.0, 1.5]]}),
+        ("sic", dict(species=["C", "Si"], r_cut=3.5, n_max=3, l_max=3, sigma=0.5, periodic=True,
+                     rbf="polynomial"), {"centers": [[0.7, 0.5, 0.3], [5.7, 5.4, 3.1]]}),
     ]
     return cases
 
@@ -106,11 +111,12 @@ def main():
     structs = structures()
     data = {}
     meta = []
-    for k, (name, kw, _) in enumerate(dscribe_cases()):
+    for k, (name, kw, create) in enumerate(dscribe_cases()):
         atoms = structs[name]
         soap = SOAP(**kw)
-        data[f"dscribe_{k}"] = np.atleast_2d(soap.create(atoms))
-        meta.append({"key": f"dscribe_{k}", "structure": name, "hypers": to_atomdesc_hypers(kw)})
+        data[f"dscribe_{k}"] = np.atleast_2d(soap.create(atoms, **create))
+        meta.append({"key": f"dscribe_{k}", "structure": name, "hypers": to_atomdesc_hypers(kw),
+                     **create})
     fcases = [
         ("methanol", dict(species=["H", "C", "O"], r_cut=4.0, n_max=4, l_max=4, sigma=0.5)),
         ("water2", dict(species=["H", "O"], r_cut=3.5, n_max=5, l_max=3, sigma=0.3)),
