@@ -136,6 +136,14 @@ def test_points_are_the_same_on_any_path(ethanol, monkeypatch):
         np.testing.assert_array_equal(other.strain_gradients, one.strain_gradients)
 
 
+def test_a_point_given_twice_gives_the_same_row_twice(ethanol):
+    twice = np.concatenate([POINTS[:1], POINTS[:1], POINTS[1:]])
+    res = small("soap").compute(ethanol, centers=twice, gradients=True)
+    np.testing.assert_array_equal(res.features[0], res.features[1])
+    once = small("soap").compute(ethanol, centers=POINTS, gradients=True)
+    np.testing.assert_array_equal(res.features[1:], once.features)
+
+
 def test_points_with_a_list_apply_to_each_structure(ethanol):
     d = small("soap")
     water = molecule("H2O")
