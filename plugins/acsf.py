@@ -49,6 +49,9 @@ class ACSF(Descriptor):
 
     name = "acsf"
     feature_label_names = ("function", "species", "index")
+    # the functions above need no atom at i: a point works as well (the kernel never
+    # reads the centre's species)
+    supports_point_centers = True
 
     def __init__(
         self,
@@ -141,13 +144,14 @@ class ACSF(Descriptor):
             self.r_cut, kind, cpar, table, len(self.species), CONVENTIONS[self.convention],
             gradients, strain_gradients, n_threads, feat, grad, strain,
         )
+        pairs, values = nb.result_gradients(grad.T) if gradients else (None, None)
         return DescriptorResult(
             features=feat.T,
             centers=centers,
             n_atoms=len(system),
             feature_labels=self.feature_labels,
-            gradient_pairs=nb.pairs if gradients else None,
-            gradient_values=grad.T if gradients else None,
+            gradient_pairs=pairs,
+            gradient_values=values,
             strain_gradients=strain.T if strain_gradients else None,
         )
 

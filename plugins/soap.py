@@ -291,9 +291,7 @@ class _DensityExpansion(Descriptor):
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
             gradients, strain_gradients, sparse, n_threads, feat, grad, strain,
         )
-        pairs, values = (nb.pairs, grad.T) if gradients else (None, None)
-        if gradients and nb.points:
-            pairs, values = nb.drop_point_slots(values)
+        pairs, values = nb.result_gradients(grad.T) if gradients else (None, None)
         return DescriptorResult(
             features=feat.T,
             centers=centers,

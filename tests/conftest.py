@@ -86,16 +86,21 @@ def finite_difference_gradients(descriptor, atoms, centers=None, h=1e-5):
 
 
 def finite_difference_strain(descriptor, atoms, centers=None, h=1e-5):
-    """d features / d eps_ab by central differences: (n_centers, 3, 3, n_features)."""
+    """d features / d eps_ab by central differences: (n_centers, 3, 3, n_features).
+    Centres given as points ((n, 3)) are strained with the atoms."""
     base = descriptor.compute(atoms, centers=centers).features
     grad = np.zeros((base.shape[0], 3, 3, base.shape[1]))
+    points = centers is not None and np.ndim(centers) == 2
+
+    def features(eps):
+        moved = centers @ (np.eye(3) + eps).T if points else centers
+        return descriptor.compute(strained(atoms, eps), centers=moved).features
+
     for a in range(3):
         for b in range(3):
             eps = np.zeros((3, 3))
             eps[a, b] = h
-            grad[:, a, b] = (descriptor.compute(strained(atoms, eps), centers=centers).features
-                             - descriptor.compute(strained(atoms, -eps), centers=centers).features
-                             ) / (2 * h)
+            grad[:, a, b] = (features(eps) - features(-eps)) / (2 * h)
     return grad
 
 

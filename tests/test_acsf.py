@@ -138,6 +138,36 @@ def test_strain_gradients_match_finite_differences(name, request, checks):
     assert checks.relative_error(res.strain_gradients, expected) <= 1e-6
 
 
+@pytest.mark.parametrize("name", STRUCTURES)
+def test_at_points_gradients_match_finite_differences(name, request, checks):
+    """Centres at points: positions with the points held, strain with them strained."""
+    atoms = request.getfixturevalue(name)
+    d = acsf(SPECIES[name], cutoff="tanh3")
+    points = atoms.positions[:2] + [[0.4, -0.3, 0.2], [-0.5, 0.1, 0.6]]
+    res = d.compute(atoms, centers=points, gradients=True, strain_gradients=True)
+    np.testing.assert_array_equal(res.centers, points)
+    assert (res.gradient_pairs[:, 1] < len(atoms)).all()
+    assert res.features.any()
+    assert checks.relative_error(res.dense_gradients(),
+                                 checks.fd_gradients(d, atoms, centers=points)) <= 1e-6
+    assert checks.relative_error(res.strain_gradients,
+                                 checks.fd_strain(d, atoms, centers=points)) <= 1e-6
+
+
+def test_at_points_invariant_under_rotation_translation_and_supercell(small_cell, checks):
+    d = acsf(["Si"])
+    points = np.array([[0.7, 0.5, 0.3], [1.9, 2.2, 0.4]])
+    want = d.compute(small_cell, centers=points).features
+    rotation = checks.random_rotation(3)
+    turned = small_cell.copy()
+    turned.set_cell(small_cell.cell[:] @ rotation.T, scale_atoms=False)
+    turned.positions = small_cell.positions @ rotation.T + 1.5
+    got = d.compute(turned, centers=points @ rotation.T + 1.5).features
+    assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+    np.testing.assert_allclose(d.compute(small_cell * (2, 2, 1), centers=points).features, want,
+                               rtol=0, atol=1e-12 * np.abs(want).max())
+
+
 def test_gradients_sparse_layout_and_subset_of_centers(triclinic):
     d = acsf(["H", "O", "Si"])
     full = d.compute(triclinic, gradients=True, strain_gradients=True)

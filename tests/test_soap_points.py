@@ -1,4 +1,6 @@
-"""SOAP families with centres at points in space (``centers`` as an (n, 3) array)."""
+"""SOAP families with centres at points in space (``centers`` as an (n, 3) array).
+
+ACSF takes points too (the same neighbour-list path): its tests are in test_acsf.py."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 import atomdesc
+from atomdesc.descriptor import check_centers
 from plugins import soap as soap_plugin
 
 FAMILIES = ["spherical_expansion", "soap", "bispectrum"]
@@ -37,23 +40,6 @@ def cell():
 POINTS = np.array([[0.3, 0.2, 0.1], [1.0, -0.5, 0.7], [-0.8, 1.1, -0.4]])
 
 
-def fd_strain_at_points(d, atoms, points, h=1e-5):
-    """d features / d eps by central differences, the points strained with the atoms."""
-    out = np.zeros((len(points), 3, 3, d.n_features))
-    for a in range(3):
-        for b in range(3):
-            sides = []
-            for sign in (1, -1):
-                deformation = np.eye(3)
-                deformation[a, b] += sign * h
-                moved = atoms.copy()
-                moved.positions = atoms.positions @ deformation.T
-                moved.cell = atoms.cell[:] @ deformation.T
-                sides.append(d.compute(moved, centers=points @ deformation.T).features)
-            out[:, a, b] = (sides[0] - sides[1]) / (2 * h)
-    return out
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
 def test_derivatives_at_points_match_finite_differences(family, system, ethanol, cell, checks):
@@ -64,7 +50,7 @@ def test_derivatives_at_points_match_finite_differences(family, system, ethanol,
     assert (res.gradient_pairs[:, 1] < len(atoms)).all()  # the points do not move
     fd = checks.fd_gradients(d, atoms, centers=POINTS)
     assert checks.relative_error(res.dense_gradients(), fd) <= 1e-6
-    strain = fd_strain_at_points(d, atoms, POINTS)
+    strain = checks.fd_strain(d, atoms, centers=POINTS)
     assert checks.relative_error(res.strain_gradients, strain) <= 1e-6
 
 
@@ -77,7 +63,7 @@ def test_soap_options_at_points_match_finite_differences(options, ethanol, check
     fd = checks.fd_gradients(d, ethanol, centers=POINTS)
     assert checks.relative_error(res.dense_gradients(), fd) <= 1e-6
     assert checks.relative_error(res.strain_gradients,
-                                 fd_strain_at_points(d, ethanol, POINTS)) <= 1e-6
+                                 checks.fd_strain(d, ethanol, centers=POINTS)) <= 1e-6
 
 
 @pytest.mark.parametrize("family, options", [("soap", {}), ("bispectrum", {"parity": "all"})])
@@ -164,9 +150,8 @@ def test_bad_points_are_refused(ethanol):
         d.compute(ethanol, centers=[[0.0, np.nan, 0.0]])
     with pytest.raises(ValueError, match="1-D list of atom indices"):
         d.compute(ethanol, centers=[[0.0, 1.0]])
-    with pytest.raises(ValueError, match="takes atom indices as centers, not points"):
-        atomdesc.descriptor("acsf", species=["H", "C", "O"], r_cut=4.0).compute(
-            ethanol, centers=POINTS)
+    with pytest.raises(ValueError, match="my_family takes atom indices as centers, not points"):
+        check_centers(POINTS, len(ethanol), points=False, family="my_family")
     crystal = bulk("Si", "diamond", 5.43)
     image = crystal.positions[[1]] + crystal.cell[0]  # an atom's periodic image
     with pytest.raises(ValueError, match="center point 0 is .* Å from atom 1"):

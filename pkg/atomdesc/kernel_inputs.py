@@ -67,7 +67,7 @@ class KernelNeighbours:
         if centers.ndim == 2:
             # points: extra atoms len(system) + k, of a species of their own that a
             # kernel gives no density (see ``points``), whose own gradient slots the
-            # caller drops (drop_point_slots)
+            # caller drops (result_gradients)
             nb = point_neighbours(system, r_cut, centers, n_threads=n_threads,
                                   atom_labels=atom_species)
             n_atoms = len(system) + len(centers)
@@ -116,10 +116,13 @@ class KernelNeighbours:
         result.check(len(species) + (centers.ndim == 2))
         return result
 
-    def drop_point_slots(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient pairs and values without the point centres' own slots (the kernel
-        writes each centre's slot; a point does not move)."""
+    def result_gradients(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient pairs and values of a result from the kernel's (``values``: its
+        output ``.T``): without the point centres' own slots, where centres are points
+        (a kernel writes every centre's slot; a point does not move)."""
         assert self.pairs is not None
+        if not self.points:
+            return self.pairs, values
         keep = self.pairs[:, 1] < self.n_atoms
         return self.pairs[keep], values[keep]
 
