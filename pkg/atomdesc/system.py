@@ -116,7 +116,7 @@ def merge_molecules(structures: list[Any], known_non_periodic: bool = False) -> 
     except (AttributeError, ValueError, TypeError):
         valid = False
     if not valid:
-        _raise_for_the_first_invalid(structures)
+        _each_validated(structures)  # raises for the first invalid one
         raise ValueError("these structures cannot be computed together")  # pragma: no cover
     positions, numbers, fragments = joined
     return System(positions, numbers, np.zeros((3, 3)), np.zeros(3, dtype=bool), fragments)
@@ -143,13 +143,15 @@ def _joined_atoms(positions: list[Any], numbers: list[Any]
     return joined_positions, joined_numbers.astype(np.int64, copy=False), fragments
 
 
-def _raise_for_the_first_invalid(structures: list[Any]) -> None:
-    """Check each structure on its own: the first invalid one's error, naming its index."""
+def _each_validated(structures: list[Any]) -> list[System]:
+    """Each structure checked on its own; the first invalid one's error names its index."""
+    systems = []
     for index, structure in enumerate(structures):
         try:
-            System.from_atoms(structure)
+            systems.append(System.from_atoms(structure))
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"structure {index}: {exc}") from None
+    return systems
 
 
 def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
@@ -254,9 +256,9 @@ def merge_cells(structures: list[Any]) -> System:
         parts = [System(positions[a:b], numbers[a:b], cell, pbc)
                  for a, b, cell, pbc in zip(first[:-1], first[1:], cell_array, pbc_array)]
     else:
-        _raise_for_the_first_invalid(structures)
-        # each is valid alone (e.g. pbc given as one bool): take them as they come
-        parts = [System.from_atoms(s) for s in structures]
+        # the first invalid one raises; else each is valid alone (e.g. pbc given as one
+        # bool): take them as they come
+        parts = _each_validated(structures)
         fragments = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([len(part) for part in parts], out=fragments[1:])
         positions = np.concatenate([part.positions for part in parts])
