@@ -4,14 +4,17 @@
 ! use any Fortran feature. Each cutoff is selected by an integer kind that the
 ! Python side takes from the cutoff plugin (atomdesc.cutoffs):
 !
-!   0  tabulated: cubic Hermite spline of values and derivatives on a uniform
-!      grid over [0, r_c] (any cutoff a plugin gives as a numpy function)
+!   0  tabulated: cubic Hermite spline of values and derivatives on a grid
+!      over [0, r_c], uniform between breakpoints (any cutoff a plugin gives as
+!      a numpy function); cpar holds the grid: the number of pieces, then
+!      (start radius, first node, spacing) of each (see splines.f90)
 !   1  cosine      fc = (cos(pi r / r_c) + 1) / 2
 !   2  tanh3       fc = tanh(1 - r / r_c)**3           (Behler's f_c2)
 !   3  polynomial  fc = 1 - polynomial in x = r / r_c of order cpar(1) = 1..4
 !                  (n2p2 types 5-8: C1..C4 at r_c)
 module atomdesc_cutoffs
   use, intrinsic :: iso_c_binding, only: c_double
+  use atomdesc_splines, only: hermite_spline
   implicit none
   private
   public :: dp, cutoff_value, cutoff_array, CUTOFF_TABULATED, CUTOFF_COSINE, CUTOFF_TANH3, CUTOFF_POLYNOMIAL
@@ -46,7 +49,7 @@ contains
       call polynomial_cutoff(nint(cpar(1)), x, fc, dfc)
       dfc = dfc / rc
     case (CUTOFF_TABULATED)
-      call hermite_spline(r, rc, tab, fc, dfc)
+      call hermite_spline(r, cpar, tab, fc, dfc)
     end select
   end subroutine cutoff_value
 
@@ -115,28 +118,5 @@ contains
             * x**4
     end select
   end subroutine polynomial_cutoff
-
-  !> Cubic Hermite interpolation of tab(1, :) = f and tab(2, :) = df/dr given
-  !> on the uniform grid r_i = (i - 1) h, h = rc / (size(tab, 2) - 1).
-  pure subroutine hermite_spline(r, rc, tab, f, df)
-    real(dp), intent(in) :: r, rc, tab(:, :)
-    real(dp), intent(out) :: f, df
-    integer :: i, n
-    real(dp) :: h, s, t
-
-    n = size(tab, 2)
-    h = rc / real(n - 1, dp)
-    s = r / h
-    i = min(int(s), n - 2)          ! 0-based interval index
-    t = s - real(i, dp)
-    i = i + 1
-    f = (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2 * tab(1, i) &
-        + t * (1.0_dp - t)**2 * h * tab(2, i) &
-        + t**2 * (3.0_dp - 2.0_dp * t) * tab(1, i + 1) &
-        + t**2 * (t - 1.0_dp) * h * tab(2, i + 1)
-    df = (6.0_dp * t * (t - 1.0_dp) * (tab(1, i) - tab(1, i + 1))) / h &
-         + (3.0_dp * t**2 - 4.0_dp * t + 1.0_dp) * tab(2, i) &
-         + (3.0_dp * t**2 - 2.0_dp * t) * tab(2, i + 1)
-  end subroutine hermite_spline
 
 end module atomdesc_cutoffs

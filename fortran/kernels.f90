@@ -79,15 +79,17 @@ contains
   !> all the others (compression mu1nu1).
   !> See soap.f90 for the radial table and the feature map.
   subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
-                  centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, nchan, star, fmap, ffac, &
-                  ct_start, ct_m, ct_val, want_grad, want_strain, zeroed, nthreads, feat, grad, &
-                  strain, nf, nslots, nsc, nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz)
+                  centre_species, chan, sw, self_c, rtab, rgrid, rmax, lmax, nmax, nchan, star, &
+                  fmap, ffac, ct_start, ct_m, ct_val, want_grad, want_strain, zeroed, nthreads, &
+                  feat, grad, strain, nf, nslots, nsc, nc, ne, nsp, nfun, ntab, ngrid, nmap, nfm, &
+                  nt1, nnz)
     !f2py threadsafe
     !f2py integer intent(hide), depend(centre_slot) :: nc = len(centre_slot)
     !f2py integer intent(hide), depend(dist) :: ne = len(dist)
     !f2py integer intent(hide), depend(chan) :: nsp = len(chan)
     !f2py integer intent(hide), depend(rtab) :: nfun = shape(rtab, 0)
     !f2py integer intent(hide), depend(rtab) :: ntab = shape(rtab, 2)
+    !f2py integer intent(hide), depend(rgrid) :: ngrid = len(rgrid)
     !f2py integer intent(hide), depend(fmap) :: nmap = shape(fmap, 0)
     !f2py integer intent(hide), depend(fmap) :: nfm = shape(fmap, 1)
     !f2py integer intent(hide), depend(ct_start) :: nt1 = len(ct_start)
@@ -95,19 +97,19 @@ contains
     !f2py integer intent(hide), depend(feat) :: nf = shape(feat, 0)
     !f2py integer intent(hide), depend(grad) :: nslots = shape(grad, 2)
     !f2py integer intent(hide), depend(strain) :: nsc = shape(strain, 3)
-    integer(c_int), intent(in) :: nc, ne, nsp, nfun, ntab, nmap, nfm, nt1, nnz, nf, nslots, nsc
-    integer(c_int), intent(in) :: kind, lmax, nmax, nchan, star, nthreads
+    integer(c_int), intent(in) :: nc, ne, nsp, nfun, ntab, ngrid, nmap, nfm, nt1, nnz, nf, nslots
+    integer(c_int), intent(in) :: nsc, kind, lmax, nmax, nchan, star, nthreads
     integer(c_int), intent(in) :: nbr_start(nc + 1), nbr_species(ne), nbr_slot(ne)
     integer(c_int), intent(in) :: centre_slot(nc), slot_start(nc + 1), centre_species(nc)
     integer(c_int), intent(in) :: chan(nsp), fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
     real(c_double), intent(in) :: vec(3, ne), dist(ne), sw(nsp), self_c(nmax)
-    real(c_double), intent(in) :: rtab(nfun, 2, ntab), rmax, ffac(nfm), ct_val(nnz)
+    real(c_double), intent(in) :: rtab(nfun, 2, ntab), rgrid(ngrid), rmax, ffac(nfm), ct_val(nnz)
     logical, intent(in) :: want_grad, want_strain, zeroed
     real(c_double), intent(inout) :: feat(nf, nc), grad(nf, 3, nslots), strain(nf, 3, 3, nsc)
 
     call soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
-                      slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, nmax, &
-                      nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
+                      slot_start, centre_species, chan, sw, self_c, rtab, rgrid, rmax, lmax, &
+                      nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
                       want_strain .and. nsc > 0, zeroed, nthreads, feat, grad, strain)
   end subroutine soap
 

@@ -23,8 +23,9 @@
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
 ! as a cubic Hermite spline of values and derivatives on [0, rmax]
-! (rtab(f, 1, k) = R, rtab(f, 2, k) = dR/dr, f = n + nmax * l), so any basis,
-! cutoff or weighting runs through the same code.
+! (rtab(f, 1, k) = R, rtab(f, 2, k) = dR/dr, f = n + nmax * l) at the nodes of
+! rgrid, uniform between the radii where R is only C1 (splines.f90), so any
+! basis, cutoff or weighting runs through the same code.
 !
 ! Angular part: real orthonormal spherical harmonics Y_lm (no Condon-Shortley
 ! phase), index lm = l*l + l + m + 1, from the polynomial form
@@ -44,6 +45,7 @@
 module soap_kernel
   use, intrinsic :: iso_c_binding, only: c_int
   use atomdesc_cutoffs, only: dp
+  use atomdesc_splines, only: spline_values, spline_values_scaled
   implicit none
   private
   public :: soap_centres, soap_invariants_of, KIND_EXPANSION, KIND_POWER, KIND_BISPECTRUM
@@ -196,30 +198,6 @@ contains
     end do
   end subroutine ylm_many
 
-  !> All radial functions and their derivatives at r (cubic Hermite spline).
-  pure subroutine radial_values(r, rmax, tab, f, df)
-    real(dp), intent(in) :: r, rmax, tab(:, :, :)
-    real(dp), intent(out) :: f(:), df(:)
-    integer :: i, n
-    real(dp) :: h, s, t, h00, h10, h01, h11, g00, g10, g01, g11
-    n = size(tab, 3)
-    h = rmax / real(n - 1, dp)
-    s = r / h
-    i = min(int(s), n - 2)
-    t = s - real(i, dp)
-    i = i + 1
-    h00 = (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2
-    h10 = t * (1.0_dp - t)**2 * h
-    h01 = t * t * (3.0_dp - 2.0_dp * t)
-    h11 = t * t * (t - 1.0_dp) * h
-    g00 = 6.0_dp * t * (t - 1.0_dp) / h
-    g10 = 3.0_dp * t * t - 4.0_dp * t + 1.0_dp
-    g01 = -g00
-    g11 = 3.0_dp * t * t - 2.0_dp * t
-    f = h00 * tab(:, 1, i) + h10 * tab(:, 2, i) + h01 * tab(:, 1, i + 1) + h11 * tab(:, 2, i + 1)
-    df = g00 * tab(:, 1, i) + g10 * tab(:, 2, i) + g01 * tab(:, 1, i + 1) + g11 * tab(:, 2, i + 1)
-  end subroutine radial_values
-
   !> Invariant features of one set of coefficients c(nlm, nmax, nchan); with
   !> only, just the features listed there (the others of out are not written).
   pure subroutine invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, out, only)
@@ -324,39 +302,6 @@ contains
       end if
     end do
   end subroutine invariant_derivs
-
-  !> All radial functions at r, written as wr(nfun) = w R(r), wdr = w dR/dr
-  !> (cubic Hermite spline; explicit shapes so the loops vectorise).
-  pure subroutine radial_scaled(r, w, rmax, nfun, ntab, tab, derivs, wr, wdr)
-    integer, intent(in) :: nfun, ntab
-    logical, intent(in) :: derivs
-    real(dp), intent(in) :: r, w, rmax, tab(nfun, 2, ntab)
-    real(dp), intent(out) :: wr(nfun), wdr(nfun)
-    integer :: i, k
-    real(dp) :: h, s, t, h00, h10, h01, h11, g00, g10, g01, g11
-    h = rmax / real(ntab - 1, dp)
-    s = r / h
-    i = min(int(s), ntab - 2)
-    t = s - real(i, dp)
-    i = i + 1
-    h00 = w * (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2
-    h10 = w * t * (1.0_dp - t)**2 * h
-    h01 = w * t * t * (3.0_dp - 2.0_dp * t)
-    h11 = w * t * t * (t - 1.0_dp) * h
-    g00 = w * 6.0_dp * t * (t - 1.0_dp) / h
-    g10 = w * (3.0_dp * t * t - 4.0_dp * t + 1.0_dp)
-    g01 = -g00
-    g11 = w * (3.0_dp * t * t - 2.0_dp * t)
-    do k = 1, nfun
-      wr(k) = h00 * tab(k, 1, i) + h10 * tab(k, 2, i) + h01 * tab(k, 1, i + 1) &
-              + h11 * tab(k, 2, i + 1)
-    end do
-    if (.not. derivs) return
-    do k = 1, nfun
-      wdr(k) = g00 * tab(k, 1, i) + g10 * tab(k, 2, i) + g01 * tab(k, 1, i + 1) &
-               + g11 * tab(k, 2, i + 1)
-    end do
-  end subroutine radial_scaled
 
   !> c(:, lm, a) += wr(:, l) y(lm): the density coefficients, n fastest.
   pure subroutine accumulate_c(nmax, lmax, nlm, wr, y, c)
@@ -598,15 +543,15 @@ contains
   end subroutine add_feature_derivs
 
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
-                          slot_start, centre_species, chan, sw, self_c, rtab, rmax, lmax, &
-                          nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
+                          slot_start, centre_species, chan, sw, self_c, rtab, rgrid, rmax, &
+                          lmax, nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
                           want_strain, zeroed, nthreads, feat, grad, strain)
     !$ use omp_lib, only: omp_get_max_threads
     integer, intent(in) :: kind, lmax, nmax, nchan, star, nthreads
     integer(c_int), intent(in) :: nbr_start(:), nbr_species(:), nbr_slot(:), centre_slot(:)
     integer(c_int), intent(in) :: slot_start(:), centre_species(:), chan(:)
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
-    real(dp), intent(in) :: vec(:, :), dist(:), sw(:), self_c(:), rtab(:, :, :), rmax
+    real(dp), intent(in) :: vec(:, :), dist(:), sw(:), self_c(:), rtab(:, :, :), rgrid(:), rmax
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain, zeroed
     real(dp), intent(inout), contiguous :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
@@ -676,15 +621,15 @@ contains
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
-        real(dp), allocatable :: rk(:), q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :)
-        real(dp), allocatable :: ps(:), yc(:), gc(:), d(:)
+        real(dp), allocatable :: rk(:), wk(:), q(:, :, :), cm(:, :), sm(:, :), yb(:, :)
+        real(dp), allocatable :: dyb(:, :, :), ps(:), yc(:), gc(:), d(:)
         real(dp), allocatable :: dsum(:, :), st6(:, :), vb(:)
         integer, allocatable :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
         logical, allocatable :: present(:)
         logical :: derivs
         derivs = want_grad .or. want_strain
         allocate (c(nmax, nlm, nchan), wr(nfun, maxn), wdr(nfun, maxn), y(nlm, maxn))
-        allocate (u(3, maxn), rk(maxn), q(YLM_LANES, 0:lmax + 1, 0:lmax + 1))
+        allocate (u(3, maxn), rk(maxn), wk(maxn), q(YLM_LANES, 0:lmax + 1, 0:lmax + 1))
         allocate (cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax), yb(YLM_LANES, nlm))
         allocate (ps(nd * nchan), ent(maxn), kpos(nchan + 1), present(nchan))
         allocate (live(nruns), cl(merge(nchan + 2, 2, star > 0) * nruns), cl_start(nchan + 1))
@@ -702,13 +647,14 @@ contains
         end if
         !$omp do schedule(dynamic, 4)
         do ic = 1, nc
-          call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
-                                yc, gc, d, dsum, vb, ent, kpos, present, live, cl, cl_start, st6)
+          call power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, wk, q, cm, sm, yb, dyb, &
+                                ps, yc, gc, d, dsum, vb, ent, kpos, present, live, cl, cl_start, &
+                                st6)
         end do
         !$omp end do
         ! Explicitly, as below: gfortran 12 may not free BLOCK-local
         ! allocatables inside a parallel region.
-        deallocate (c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, ent, kpos, present)
+        deallocate (c, wr, wdr, y, g, u, rk, wk, q, cm, sm, yb, dyb, ps, ent, kpos, present)
         deallocate (live, cl, cl_start)
         if (derivs) deallocate (yc, gc, d, dsum, vb)
         deallocate (st6)
@@ -833,13 +779,13 @@ contains
     !> Power spectrum of centre ic and, if derivs, its gradients, contracted
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
-    subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, q, cm, sm, yb, dyb, ps, &
+    subroutine power_one_centre(ic, derivs, c, wr, wdr, y, g, u, rk, wk, q, cm, sm, yb, dyb, ps, &
                                 yc, gc, d, dsum, vb, ent, kpos, present, live, cl, cl_start, st6)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
-      real(dp), intent(inout) :: rk(:), q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
-      real(dp), intent(inout) :: ps(:), yc(:), gc(:)
+      real(dp), intent(inout) :: rk(:), wk(:), q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :)
+      real(dp), intent(inout) :: dyb(:, :, :), ps(:), yc(:), gc(:)
       real(dp), intent(inout) :: d(:), dsum(:, :), vb(:)
       integer, intent(inout) :: ent(:), kpos(:), live(:), cl(:), cl_start(:)
       logical, intent(inout) :: present(:)
@@ -872,9 +818,9 @@ contains
         ent(k) = s0 + e
         u(:, k) = vec(:, s0 + e) / r
         rk(k) = r
-        call radial_scaled(r, sw(nbr_species(s0 + e)), rmax, nfun, ntab, rtab, derivs, &
-                           wr(:, k), wdr(:, k))
+        wk(k) = sw(nbr_species(s0 + e))
       end do
+      call spline_values_scaled(nk, rk, wk, rgrid, nfun, ntab, rtab, derivs, wr, wdr)
       call ylm_many(lmax, nlm, nrm, rec, nk, u, rk, derivs, y, g, q, cm, sm, yb, dyb)
       ! kpos(a) is now the end of group a; accumulate four neighbours at a time
       k = 1
@@ -1026,7 +972,7 @@ contains
         end if
         w = sw(nbr_species(s0 + e))
         u = ue(:, e)
-        call radial_values(r, rmax, rtab, rf, drf)
+        call spline_values(r, rgrid, rtab, rf, drf)
         do l = 0, lmax
           off = nmax * l
           do m = -l, l

@@ -33,6 +33,7 @@ from atomdesc.plugins.soap_radial import (
 from atomdesc.radial import gaussian_radial_integral, radial_table
 from atomdesc.registry import get_registry, hookimpl
 from atomdesc.result import DescriptorResult
+from atomdesc.splines import SplineTable
 
 #: Largest l_max (the Y_lm recursions are stable far beyond; this bounds table sizes).
 L_MAX_LIMIT = 20
@@ -187,7 +188,7 @@ class _DensityExpansion(Descriptor):
         key = _table_cache_key(self._table_hypers())
         cached = _TABLES.get(key)
         if cached is None:
-            breaks = tuple(getattr(self.cutoff, "breakpoints", ()))
+            breaks = () if self.cutoff is None else tuple(self.cutoff.breakpoints)
             table = radial_table(self._radial_functions, self.r_max, breakpoints=breaks,
                                  rtol=TABLE_RTOL)
             i0, _ = gaussian_radial_integral(self.basis, np.zeros(1), self.sigma)
@@ -286,7 +287,7 @@ class _DensityExpansion(Descriptor):
         kernels.fortran.soap(
             kind, nb.start, nb.vectors.T, nb.distances, nb.species, nb.entry_slot,
             nb.center_slot, nb.slot_start, nb.center_species, chan, sw,
-            self._self_c, self._rtab.T, self.r_max, self.l_max, self.n_channels,
+            self._self_c, *self._rtab.kernel_args(), self.r_max, self.l_max, self.n_channels,
             self._star if kind == 1 else 0,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
             gradients, strain_gradients, sparse, n_threads, feat, grad, strain,
@@ -385,7 +386,7 @@ def _with_sum_channel(x: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-_TABLES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_TABLES: dict[str, tuple[SplineTable, np.ndarray]] = {}
 
 
 class SphericalExpansion(_DensityExpansion):

@@ -64,6 +64,9 @@ def reference_acsf(atoms, center, species, r_cut, cutoff):
         "tanh3": lambda r: np.tanh(1 - r / r_cut) ** 3 * (r < r_cut),
         "polynomial": lambda r: (((15 - 6 * r / r_cut) * r / r_cut - 10) * (r / r_cut) ** 3 + 1)
         * (r < r_cut),
+        # width 0.5, tabulated (a plugin cutoff, with a breakpoint at r_cut - 0.5)
+        "shifted_cosine": lambda r: 0.5 * (1 + np.cos(np.pi * np.clip(2 * (r - r_cut) + 1, 0, 1)))
+        * (r < r_cut),
     }[cutoff]
     pos, sym = atoms.positions, atoms.get_chemical_symbols()
     others = [j for j in range(len(atoms)) if j != center]
@@ -101,6 +104,20 @@ def test_matches_direct_reference(molecule_ch3oh, cutoff):
     for center in range(len(molecule_ch3oh)):
         expected = reference_acsf(molecule_ch3oh, center, species, 3.2, cutoff)
         np.testing.assert_allclose(features[center], expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("r_cut", [3.2, 2.5837])  # the second: breakpoint at no simple fraction
+def test_tabulated_cutoff_with_a_breakpoint_matches_direct_reference(molecule_ch3oh, r_cut,
+                                                                      checks):
+    species = ["H", "C", "O"]
+    d = acsf(species, r_cut=r_cut, cutoff={"name": "shifted_cosine", "width": 0.5})
+    res = d.compute(molecule_ch3oh, gradients=True, strain_gradients=True)
+    expected = np.array([reference_acsf(molecule_ch3oh, center, species, r_cut, "shifted_cosine")
+                         for center in range(len(molecule_ch3oh))])
+    assert np.abs(res.features - expected).max() <= 1e-8 * np.abs(expected).max()
+    fd = checks.fd_gradients(d, molecule_ch3oh)
+    assert checks.relative_error(res.dense_gradients(), fd) <= 1e-6
+    assert checks.relative_error(res.strain_gradients, checks.fd_strain(d, molecule_ch3oh)) <= 1e-6
 
 
 def test_all_pairs_convention_doubles_angular_terms(triclinic):

@@ -58,9 +58,9 @@ def test_third_party_cutoff_runs_in_the_fortran_kernels(example_plugin, checks):
 
 def test_spline_table_accuracy(example_plugin):
     cutoff = atomdesc.get_registry().cutoff("bump").obj(4.0)
-    _, _, table = cutoff.kernel_args()
+    _, cpar, table = cutoff.kernel_args()
     r = np.random.default_rng(0).uniform(0, 4.0, 10_000)
-    f, df = hermite_evaluate(table.T, 4.0, r)
+    f, df = hermite_evaluate(table.T, cpar[1:].reshape(int(cpar[0]), 3), r)
     exact, dexact = cutoff.evaluate(r)
     assert np.max(np.abs(f - exact)) <= 1e-8 * np.max(np.abs(exact))
     assert np.max(np.abs(df - dexact)) <= 1e-5 * np.max(np.abs(dexact))

@@ -125,11 +125,39 @@ def test_radial_table_accuracy():
     r = np.random.default_rng(1).uniform(0, d.r_max, 500)
     exact, _ = d._radial_functions(r)
     exact = exact.reshape(-1, len(r))
-    from atomdesc.splines import hermite_evaluate
+    for k in range(table.data.shape[2]):
+        approx, _ = table.evaluate(r, k)
+        assert np.abs(approx - exact[k]).max() <= 1e-8 * np.abs(table.data[:, 0, k]).max()
 
-    for k in range(table.shape[2]):
-        approx, _ = hermite_evaluate(table[:, :, k], d.r_max, r)
-        assert np.abs(approx - exact[k]).max() <= 1e-8 * np.abs(table[:, 0, k]).max()
+
+#: a cut-off whose default smoothing (shifted cosine, width 0.5) starts at no simple
+#: fraction of it: the radial table needs a node there (ethanol has 14 pairs in between)
+ODD_R_CUT = 2.5837
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_cutoff_at_any_radius(family, molecule_ch3oh, checks):
+    atoms = molecule_ch3oh
+    distances = atoms.get_all_distances()
+    assert ((distances > ODD_R_CUT - 0.5) & (distances < ODD_R_CUT)).sum() >= 10
+    l_max = 2 if family == "bispectrum" else 3
+    few = small(family, r_cut=ODD_R_CUT, n_max=3, l_max=l_max)
+    # with many species, each centre's few channels take the kernel's zeroed path
+    many = small(family, r_cut=ODD_R_CUT, n_max=3, l_max=l_max,
+                 species=["H", "C", "N", "O", "F", "P", "S"])
+    assert few._rtab.grid[1, 0] == ODD_R_CUT - 0.5
+    r = np.random.default_rng(5).uniform(0, ODD_R_CUT, 2000)
+    exact = few._radial_functions(r)[0].reshape(-1, len(r))
+    for k in range(len(exact)):
+        approx, _ = few._rtab.evaluate(r, k)
+        assert np.abs(approx - exact[k]).max() <= 1e-8 * np.abs(exact[k]).max()
+    dense, sparse = few.compute(atoms).features, many.compute(atoms).features
+    column = {label: k for k, label in enumerate(many.feature_labels)}
+    same = [column[label] for label in few.feature_labels]
+    assert np.abs(sparse[:, same] - dense).max() <= 1e-14 * np.abs(dense).max()
+    for d in (few, many):
+        grad_err, strain_err = finite_difference_errors(d, atoms, checks)
+        assert grad_err <= 1e-6 and strain_err <= 1e-6
 
 
 def test_radial_table_refuses_non_smooth():
@@ -153,12 +181,11 @@ def test_tabulation_evaluates_each_point_once():
     points = np.concatenate(seen)
     assert len(seen) > 4  # refined several times
     assert np.diff(np.sort(points)).min() > 1e-9  # no point twice, not even to rounding
-    nodes = np.linspace(0.0, 3.0, len(table))
-    np.testing.assert_allclose(table[:, 0, 0], narrow_gaussian(nodes)[0][0], rtol=0, atol=1e-15)
+    nodes = np.linspace(0.0, 3.0, len(table.data))
+    np.testing.assert_allclose(table.data[:, 0, 0], narrow_gaussian(nodes)[0][0], rtol=0,
+                               atol=1e-15)
     r = np.random.default_rng(7).uniform(0.0, 3.0, 1000)
-    from atomdesc.splines import hermite_evaluate
-
-    approx, _ = hermite_evaluate(table[:, :, 0], 3.0, r)
+    approx, _ = table.evaluate(r)
     assert np.abs(approx - narrow_gaussian(r)[0][0]).max() <= 1e-8
 
 

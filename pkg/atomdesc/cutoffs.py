@@ -18,7 +18,9 @@ class CutoffFunction:
     kernels through a spline table checked to a relative 1e-8.
 
     Extra parameters are keyword arguments of the constructor; list their
-    names in ``parameters`` so descriptors can store and rebuild them.
+    names in ``parameters`` so descriptors can store and rebuild them. A cutoff
+    that is only C1 somewhere inside (0, r_cut) lists those radii in
+    ``breakpoints``: its table gets a node on each, so it stays as accurate.
     """
 
     name: ClassVar[str]
@@ -47,13 +49,24 @@ class CutoffFunction:
         """Numbers the Fortran implementation reads (``cpar``)."""
         return [0.0]
 
+    @property
+    def breakpoints(self) -> tuple[float, ...]:
+        """Radii in (0, r_cut) where the function is only C1 (none by default)."""
+        return ()
+
     def kernel_args(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """``(kind, cpar, table)`` as the kernels take them; table is ``(2, n)``."""
+        """``(kind, cpar, table)`` as the kernels take them; table is ``(2, n)``.
+        A tabulated cutoff's ``cpar`` is its table's grid: the number of pieces, then
+        (start, first node, spacing) of each (``spline_interval`` in ``fortran/cutoffs.f90``)."""
         if self.kernel_id != 0:
             table = np.zeros((2, 2), order="F")  # unused by built-in kinds
+            cpar = np.asarray(self.kernel_parameters(), dtype=np.float64)
         else:
-            table = hermite_table(self._evaluate_checked, self.r_cut).T
-        return self.kernel_id, np.asarray(self.kernel_parameters(), dtype=np.float64), table
+            spline = hermite_table(self._evaluate_checked, self.r_cut,
+                                   breakpoints=tuple(self.breakpoints))
+            table = spline.data[:, :, 0].T
+            cpar = np.concatenate([[len(spline.grid)], spline.grid.ravel()])
+        return self.kernel_id, cpar, table
 
     def _evaluate_checked(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f, df = self.evaluate(r)

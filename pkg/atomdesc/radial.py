@@ -11,7 +11,7 @@ with i_l the modified spherical Bessel function of the first kind.
 :func:`gaussian_radial_integral` computes it by Gauss-Legendre quadrature for
 any basis (a basis with a closed form overrides :meth:`RadialBasis.radial_integral`),
 and :func:`radial_table` tabulates ``I_nl`` together with its derivative on a
-uniform grid, refining the grid until cubic Hermite interpolation matches
+grid (uniform between breakpoints), refining it until cubic Hermite interpolation matches
 direct evaluation to a relative 1e-8: this table is what the Fortran kernels
 interpolate.
 """

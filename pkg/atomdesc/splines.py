@@ -1,7 +1,8 @@
 """Cubic Hermite spline tables: how a function given in numpy runs in Fortran.
 
-A table holds values and first derivatives on a uniform grid over
-``[0, r_max]``; the kernels interpolate both (``fortran/cutoffs.f90``), so the
+A table holds values and first derivatives at the nodes of a grid over
+``[0, r_max]``, uniform between the radii where a function is only C1; the
+kernels interpolate both (``fortran/cutoffs.f90``), so the
 derivative they use is the exact derivative of the interpolant and analytic
 gradients stay consistent with the features. The grid is refined until the
 interpolant matches direct evaluation to the requested accuracy.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,6 +31,31 @@ DERIVATIVE_RTOL = 1e-6
 MultiFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+class SplineTable(NamedTuple):
+    """Values and derivatives of functions at the nodes of a piecewise-uniform grid.
+
+    The grid is uniform between breakpoints: piece ``p`` starts at radius
+    ``grid[p, 0]`` with node ``grid[p, 1]`` (0-based) and has spacing
+    ``grid[p, 2]`` up to the next piece's start. A function that is only C1 at
+    a breakpoint is smooth on every interval, so it interpolates as well as a
+    smooth one.
+    """
+
+    #: (n_nodes, 2, n_functions): ``[:, 0]`` the values, ``[:, 1]`` the derivatives
+    data: np.ndarray
+    #: (n_pieces, 3): start radius, first node, spacing of each piece
+    grid: np.ndarray
+
+    def kernel_args(self) -> tuple[np.ndarray, np.ndarray]:
+        """The table as the kernels take it: ``(n_functions, 2, n_nodes)`` in Fortran order,
+        and the grid flat (three numbers per piece)."""
+        return self.data.T, self.grid.ravel()
+
+    def evaluate(self, r: np.ndarray, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Function ``k`` and its derivative at ``r`` as the kernels interpolate them."""
+        return hermite_evaluate(self.data[:, :, k], self.grid, r)
+
+
 def tabulate(
     function: MultiFunction,
     r_max: float,
@@ -36,7 +64,7 @@ def tabulate(
     n_start: int = 128,
     n_limit: int = 2**16,
     breakpoints: tuple[float, ...] = (),
-) -> np.ndarray:
+) -> SplineTable:
     """Tabulate several functions of r on ``[0, r_max]`` for the kernels (one grid for all).
 
     The grid is doubled until cubic Hermite interpolation matches direct
@@ -45,30 +73,38 @@ def tabulate(
     function (the values and, separately, the derivatives).
 
     ``breakpoints`` are radii where a function is only C1 (e.g. where a
-    shifted-cosine cutoff starts): the grid is chosen with a node on each of
-    them when they are rational fractions of ``r_max`` with a denominator up
-    to 1000, so every interval interpolates a smooth piece.
+    shifted-cosine cutoff starts): each one is a node of the grid, which is
+    uniform between them (spacings as equal as whole numbers of intervals allow).
 
-    :return: ``(n_grid, 2, n_functions)`` C-ordered: ``[:, 0]`` the values,
-        ``[:, 1]`` the derivatives (pass ``.T`` to Fortran).
     :raises ValueError: if the accuracy is not reached with ``n_limit`` points.
     """
-    from fractions import Fraction
+    inside = sorted({float(b) for b in breakpoints if 0 < b < r_max})
+    q = _common_denominator([b / r_max for b in inside])
+    if q:  # one uniform grid has a node on every breakpoint: a single piece
+        edges, per_piece = np.array([0.0, r_max]), np.array([max(q, n_start // q * q)])
+    else:  # pieces of about the same spacing, each uniform
+        edges = np.array([0.0, *inside, r_max])
+        per_piece = np.maximum(1, np.rint(n_start * np.diff(edges) / r_max)).astype(np.int64)
+    lengths = np.diff(edges)
+    # the first interval of each piece at the first level
+    first = np.concatenate([[0], np.cumsum(per_piece)])
+    m = int(first[-1])  # intervals; doubled until accurate
 
-    q = 1
-    for b in breakpoints:
-        if 0 < b < r_max:
-            frac = Fraction(b / r_max).limit_denominator(1000)
-            if abs(float(frac) - b / r_max) < 1e-13:
-                q = q * frac.denominator // math.gcd(q, frac.denominator)
-    m = max(q, n_start // q * q)  # intervals; doubled until accurate
+    def radii(numerators: np.ndarray, denominator: int) -> np.ndarray:
+        """The points u = numerators / denominator (in first-level intervals) as radii: piece
+        p maps [first[p], first[p + 1]] linearly onto [edges[p], edges[p + 1]], its ends
+        exactly; the same bits whatever the (power of two) level a point is first met at."""
+        piece = np.searchsorted(first[1:-1] * denominator, numerators, side="right")
+        offset = numerators - first[piece] * denominator
+        steps = per_piece[piece] * denominator
+        r = edges[piece] + offset * (lengths[piece] / steps)
+        end = offset == steps
+        r[end] = edges[piece[end] + 1]
+        return r
 
     def at(numerators: np.ndarray, denominator: int) -> np.ndarray:
-        """(values, derivatives) stacked, (2, n_functions, len) at k * (r_max / denominator),
-        ``r_max`` itself for k = denominator: the nodes of np.linspace, the same bits whatever
-        the (power of two) level they are first evaluated at."""
-        r = numerators * (r_max / denominator)
-        r[numerators == denominator] = r_max
+        """(values, derivatives) stacked, (2, n_functions, len) at the points u."""
+        r = radii(numerators, denominator)
         f, df = function(r)
         both = np.stack([np.reshape(f, (-1, len(r))), np.reshape(df, (-1, len(r)))])
         if not np.isfinite(both).all():
@@ -83,18 +119,20 @@ def tabulate(
 
     # Each doubling reuses every point evaluated before: the new nodes are the
     # old midpoints, the new midpoints the old quarter points.
-    nodes = at(np.arange(m + 1), m)
-    middles = at(2 * np.arange(m) + 1, 2 * m)
+    level = 1  # nodes per first-level interval
+    nodes = at(np.arange(m + 1), 1)
+    middles = at(2 * np.arange(m) + 1, 2)
     while m + 1 <= n_limit:
         k = np.arange(m)
-        quarters = at(4 * k + 1, 4 * m), at(4 * k + 3, 4 * m)
-        probe = np.concatenate([4 * k + 1, 4 * k + 2, 4 * k + 3]) * (r_max / (4 * m))
+        quarters = at(4 * k + 1, 4 * level), at(4 * k + 3, 4 * level)
+        probe = radii(np.concatenate([4 * k + 1, 4 * k + 2, 4 * k + 3]), 4 * level)
+        grid = np.stack([edges[:-1], first[:-1] * level, lengths / (per_piece * level)], axis=1)
         exact, dexact = np.concatenate([quarters[0], middles, quarters[1]], axis=-1)
         f, df = nodes
         worst = 0.0
         for j in range(f.shape[0]):
             table = np.stack([f[j], df[j]], axis=1)
-            approx, dapprox = hermite_evaluate(table, r_max, probe)
+            approx, dapprox = hermite_evaluate(table, grid, probe)
             scale = max(np.abs(f[j]).max(), 1e-300)
             dscale = max(np.abs(df[j]).max(), 1e-300)
             worst = max(
@@ -105,14 +143,28 @@ def tabulate(
             if worst > rtol:
                 break
         if worst <= rtol:
-            return np.ascontiguousarray(np.stack([f.T, df.T], axis=1))
+            return SplineTable(np.ascontiguousarray(np.stack([f.T, df.T], axis=1)),
+                               np.ascontiguousarray(grid))
         nodes = interleave(nodes, middles)
         middles = interleave(*quarters)
         m *= 2
+        level *= 2
     raise ValueError(
         f"could not tabulate the functions to relative accuracy {rtol} with {n_limit} "
         "points; are they smooth on [0, r_cut]?"
     )
+
+
+def _common_denominator(fractions: list[float], limit: int = 1000) -> int | None:
+    """The least common denominator (up to ``limit`` each) of numbers in (0, 1) that are
+    such fractions to 1e-13, 1 for none; None if one of them is not."""
+    q = 1
+    for x in fractions:
+        frac = Fraction(x).limit_denominator(limit)
+        if abs(float(frac) - x) >= 1e-13:
+            return None
+        q = q * frac.denominator // math.gcd(q, frac.denominator)
+    return q
 
 
 def hermite_table(
@@ -122,11 +174,9 @@ def hermite_table(
     rtol: float = 1e-8,
     n_start: int = 256,
     n_limit: int = 2**17,
-) -> np.ndarray:
-    """Tabulate one function of r (a cutoff, say) with :func:`tabulate`.
-
-    :return: array ``(n, 2)``: column 0 the values, column 1 the derivatives.
-    """
+    breakpoints: tuple[float, ...] = (),
+) -> SplineTable:
+    """Tabulate one function of r (a cutoff, say) with :func:`tabulate`."""
 
     def one(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f, df = (np.asarray(a, dtype=np.float64) for a in function(r))
@@ -134,18 +184,22 @@ def hermite_table(
             raise ValueError("a tabulated function must return value and derivative shaped like r")
         return f[None], df[None]
 
-    return tabulate(one, r_max, rtol=rtol, n_start=n_start, n_limit=n_limit)[:, :, 0]
+    return tabulate(one, r_max, rtol=rtol, n_start=n_start, n_limit=n_limit,
+                    breakpoints=breakpoints)
 
 
 def hermite_evaluate(
-    table: np.ndarray, r_max: float, r: np.ndarray
+    table: np.ndarray, grid: np.ndarray, r: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate a table from :func:`hermite_table` (numpy twin of the Fortran)."""
+    """Interpolate ``table`` ((n_nodes, 2): values, derivatives) on the nodes of ``grid``
+    (:class:`SplineTable`) at ``r`` in ``[0, r_max)``: the numpy twin of the Fortran
+    (``spline_interval`` in ``fortran/cutoffs.f90``); 0 from the last node on."""
     r = np.asarray(r, dtype=np.float64)
     n = table.shape[0]
-    h = r_max / (n - 1)
-    s = r / h
-    i = np.minimum(s.astype(np.int64), n - 2)
+    piece = np.searchsorted(grid[1:, 0], r, side="right")
+    h = grid[piece, 2]
+    s = grid[piece, 1] + (r - grid[piece, 0]) / h
+    i = np.clip(s.astype(np.int64), 0, n - 2)
     t = s - i
     y0, d0 = table[i, 0], table[i, 1]
     y1, d1 = table[i + 1, 0], table[i + 1, 1]
@@ -156,5 +210,5 @@ def hermite_evaluate(
         + t**2 * (t - 1) * h * d1
     )
     df = 6 * t * (t - 1) * (y0 - y1) / h + (3 * t**2 - 4 * t + 1) * d0 + (3 * t**2 - 2 * t) * d1
-    outside = r >= r_max
+    outside = s >= n - 1
     return np.where(outside, 0.0, f), np.where(outside, 0.0, df)

@@ -121,6 +121,9 @@ def main():
         ("methanol", dict(species=["H", "C", "O"], r_cut=4.0, n_max=4, l_max=4, sigma=0.5)),
         ("water2", dict(species=["H", "O"], r_cut=3.5, n_max=5, l_max=3, sigma=0.3)),
         ("sic", dict(species=["C", "Si"], r_cut=3.5, n_max=3, l_max=3, sigma=0.5)),
+        # cut-offs whose smoothing starts at no simple fraction of them (10 bohr; 3.8755 Å)
+        ("sic", dict(species=["C", "Si"], r_cut=5.29177, n_max=3, l_max=3, sigma=0.4)),
+        ("methanol", dict(species=["H", "C", "O"], r_cut=3.8755, n_max=4, l_max=3, sigma=0.35)),
     ]
     for k, (name, kw) in enumerate(fcases):
         data[f"featomic_{k}"] = featomic_case(structs[name], width=0.5, **kw)

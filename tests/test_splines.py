@@ -1,0 +1,85 @@
+"""Spline tables: accuracy, breakpoints as grid nodes, reuse of evaluated points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atomdesc.splines import tabulate
+
+R_MAX = 3.0
+#: a breakpoint at no simple fraction of R_MAX: no uniform grid has a node on it
+KINK = R_MAX / np.sqrt(2)
+
+
+def kinked_at(kink):
+    """A function C1 at ``kink``: its second derivative jumps there (by 4)."""
+
+    def function(r):
+        x = np.maximum(r - kink, 0.0)
+        return (np.cos(r) + 2.0 * x**2)[None], (-np.sin(r) + 4.0 * x)[None]
+
+    return function
+
+
+kinked = kinked_at(KINK)
+
+
+def assert_accurate(table, function, r):
+    approx, dapprox = table.evaluate(r)
+    exact, dexact = (a[0] for a in function(r))
+    assert np.abs(approx - exact).max() <= 1e-8 * np.abs(exact).max()
+    assert np.abs(dapprox - dexact).max() <= 1e-6 * np.abs(dexact).max()
+
+
+def test_a_breakpoint_is_a_node_and_the_table_stays_accurate():
+    table = tabulate(kinked, R_MAX, breakpoints=(KINK,))
+    assert table.grid.shape == (2, 3)
+    start, node, spacing = table.grid[1]
+    assert start == KINK and node == int(node)
+    assert table.data[int(node), 0, 0] == kinked(np.array([KINK]))[0][0, 0]  # evaluated at KINK
+    assert table.grid[0, 2] * node == pytest.approx(KINK, rel=1e-14)
+    assert start + spacing * (len(table.data) - 1 - node) == pytest.approx(R_MAX, rel=1e-14)
+    assert 0.5 <= spacing / table.grid[0, 2] <= 2.0  # about the same resolution on both sides
+    rng = np.random.default_rng(3)
+    r = np.concatenate([rng.uniform(0.0, R_MAX, 5000), KINK + np.array([-1e-9, -1e-6, 0.0, 1e-9,
+                                                                          1e-6, 1e-3])])
+    assert_accurate(table, kinked, r)
+
+
+def test_a_breakpoint_at_a_simple_fraction_keeps_one_uniform_grid():
+    function = kinked_at(0.75 * R_MAX)
+    table = tabulate(function, R_MAX, breakpoints=(0.75 * R_MAX,))
+    assert table.grid.shape == (1, 3)
+    node = 0.75 * (len(table.data) - 1)
+    assert node == int(node)  # a node on the breakpoint
+    assert_accurate(table, function, np.random.default_rng(4).uniform(0.0, R_MAX, 5000))
+
+
+def test_a_kink_off_the_grid_is_refused():
+    with pytest.raises(ValueError, match="could not tabulate"):
+        tabulate(kinked, R_MAX, n_limit=2**12)
+
+
+def test_without_breakpoints_the_grid_is_uniform():
+    table = tabulate(lambda r: (np.sin(r)[None], np.cos(r)[None]), 2.0,
+                     breakpoints=(0.0, 2.0, 7.0))  # none inside (0, r_max): ignored
+    assert table.grid.shape == (1, 3)
+    assert table.grid[0, 0] == 0.0 and table.grid[0, 1] == 0.0
+    assert table.grid[0, 2] == 2.0 / (len(table.data) - 1)
+
+
+def test_each_point_is_evaluated_once_across_pieces():
+    seen = []
+
+    def recorded(r):
+        seen.append(r)
+        return kinked(r)
+
+    breaks = (KINK, 2.9, 0.1 * np.pi)
+    table = tabulate(recorded, R_MAX, breakpoints=breaks, n_start=16, rtol=1e-10)
+    points = np.sort(np.concatenate(seen))
+    assert len(seen) > 4  # refined several times
+    assert np.diff(points).min() > 1e-9  # no point twice, not even to rounding
+    assert set(breaks) <= set(points) and {0.0, R_MAX} <= set(points)
+    assert np.array_equal(table.grid[:, 0], [0.0, *sorted(breaks)])
