@@ -89,6 +89,22 @@ def test_mixed_pbc_matches_ase():
     assert_matches_ase(slab, 6.0)
 
 
+@pytest.mark.parametrize("pbc", [[False, False, True], [True, False, False]])
+def test_periodic_along_one_axis_with_zero_cell_vectors_matches_ase(pbc):
+    """As ase.build.nanotube makes them: only the periodic axis has a cell vector."""
+    from ase.build import nanotube
+
+    tube = nanotube(6, 0, length=2)
+    tube.rattle(0.03, seed=2)
+    if pbc[0]:  # the same tube along x
+        tube.positions = tube.positions[:, [2, 0, 1]]
+        tube.cell = [[tube.cell[2, 2], 0, 0], [0, 0, 0], [0, 0, 0]]
+    tube.pbc = pbc
+    assert np.count_nonzero(tube.cell.lengths()) == 1
+    nb = assert_matches_ase(tube, 4.5)
+    assert (nb.shifts[:, ~np.array(pbc)] == 0).all() and (nb.shifts != 0).any()
+
+
 def test_molecule_matches_ase():
     atoms = molecule("CH3CH2OH")
     nb = assert_matches_ase(atoms, 2.5)

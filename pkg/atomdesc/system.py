@@ -217,7 +217,8 @@ def box_for_neighbour_list(system: System) -> np.ndarray:
             ref = others[0] if _norm(others[0]) > 1e-8 else others[1]
             normal = np.cross(ref, np.eye(3)[np.argmin(np.abs(ref))])
         volume = abs(np.dot(cell[0], np.cross(cell[1], cell[2])))
-        if volume < 1e-8 * np.prod([_norm(v) + 1e-300 for v in cell]):
+        lengths = [_norm(v) for v in cell]  # (their product underflows if two are zero)
+        if min(lengths) < 1e-8 or volume < 1e-8 * lengths[0] * lengths[1] * lengths[2]:
             cell[axis] = normal / _norm(normal)
     return cell
 
