@@ -288,7 +288,7 @@ def _mapped_pages(data: np.ndarray) -> np.ndarray | None:
     flags = np.empty(math.ceil(len(data) / _PAGE), dtype=np.uint8)
     if _mincore(data.ctypes.data, len(data), flags.ctypes.data) != 0:
         return None
-    return np.flatnonzero(flags & 1)
+    return np.flatnonzero((flags & 1).view(bool))  # numpy's fast path is for booleans
 
 
 def _new_mapping(n_bytes: int, shape: tuple[int, ...], flags: int | None) -> mmap.mmap:
