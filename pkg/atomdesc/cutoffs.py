@@ -57,7 +57,7 @@ class CutoffFunction:
     def kernel_args(self) -> tuple[int, np.ndarray, np.ndarray]:
         """``(kind, cpar, table)`` as the kernels take them; table is ``(2, n)``.
         A tabulated cutoff's ``cpar`` is its table's grid: the number of pieces, then
-        (start, first node, spacing) of each (``spline_interval`` in ``fortran/cutoffs.f90``)."""
+        (start, first node, spacing) of each (``spline_interval`` in ``fortran/splines.f90``)."""
         if self.kernel_id != 0:
             table = np.zeros((2, 2), order="F")  # unused by built-in kinds
             cpar = np.asarray(self.kernel_parameters(), dtype=np.float64)

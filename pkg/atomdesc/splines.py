@@ -2,7 +2,7 @@
 
 A table holds values and first derivatives at the nodes of a grid over
 ``[0, r_max]``, uniform between the radii where a function is only C1; the
-kernels interpolate both (``fortran/cutoffs.f90``), so the
+kernels interpolate both (``fortran/splines.f90``), so the
 derivative they use is the exact derivative of the interpolant and analytic
 gradients stay consistent with the features. The grid is refined until the
 interpolant matches direct evaluation to the requested accuracy.
@@ -49,6 +49,9 @@ class SplineTable(NamedTuple):
     def kernel_args(self) -> tuple[np.ndarray, np.ndarray]:
         """The table as the kernels take it: ``(n_functions, 2, n_nodes)`` in Fortran order,
         and the grid flat (three numbers per piece)."""
+        if not (self.grid.ndim == 2 and self.grid.shape[1] == 3 and len(self.grid)
+                and self.data.ndim == 3 and len(self.data) >= 2):
+            raise RuntimeError("internal error: malformed spline table")  # never handed to Fortran
         return self.data.T, self.grid.ravel()
 
     def evaluate(self, r: np.ndarray, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +196,7 @@ def hermite_evaluate(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Interpolate ``table`` ((n_nodes, 2): values, derivatives) on the nodes of ``grid``
     (:class:`SplineTable`) at ``r`` in ``[0, r_max)``: the numpy twin of the Fortran
-    (``spline_interval`` in ``fortran/cutoffs.f90``); 0 from the last node on."""
+    (``spline_interval`` in ``fortran/splines.f90``); 0 from the last node on."""
     r = np.asarray(r, dtype=np.float64)
     n = table.shape[0]
     piece = np.searchsorted(grid[1:, 0], r, side="right")
