@@ -15,7 +15,7 @@ import atomdesc
 from atomdesc.plugins import soap as soap_plugin
 from atomdesc.plugins.soap_angular import real_ylm
 from atomdesc.plugins.soap_radial import GTOBasis
-from atomdesc.radial import gaussian_radial_integral, radial_table
+from atomdesc.radial import gaussian_radial_integral
 from atomdesc.registry import get_registry
 
 DATA = Path(__file__).parent / "data"
@@ -158,35 +158,6 @@ def test_default_cutoff_at_any_radius(family, molecule_ch3oh, checks):
     for d in (few, many):
         grad_err, strain_err = finite_difference_errors(d, atoms, checks)
         assert grad_err <= 1e-6 and strain_err <= 1e-6
-
-
-def test_radial_table_refuses_non_smooth():
-    with pytest.raises(ValueError, match="could not tabulate"):
-        radial_table(lambda r: (np.abs(r - 1.2345)[None], np.sign(r - 1.2345)[None]), 3.0,
-                     n_limit=2**10)
-
-
-def test_tabulation_evaluates_each_point_once():
-    """Each refinement of the grid reuses the points evaluated before it."""
-    from atomdesc.splines import tabulate
-
-    seen = []
-
-    def narrow_gaussian(r):
-        seen.append(r)
-        g = np.exp(-((r - 1.5) ** 2) / 0.02)
-        return g[None], (-(r - 1.5) / 0.01 * g)[None]
-
-    table = tabulate(narrow_gaussian, 3.0, n_start=16)
-    points = np.concatenate(seen)
-    assert len(seen) > 4  # refined several times
-    assert np.diff(np.sort(points)).min() > 1e-9  # no point twice, not even to rounding
-    nodes = np.linspace(0.0, 3.0, len(table.data))
-    np.testing.assert_allclose(table.data[:, 0, 0], narrow_gaussian(nodes)[0][0], rtol=0,
-                               atol=1e-15)
-    r = np.random.default_rng(7).uniform(0.0, 3.0, 1000)
-    approx, _ = table.evaluate(r)
-    assert np.abs(approx - narrow_gaussian(r)[0][0]).max() <= 1e-8
 
 
 def test_scaled_spherical_in_orders_match_scipy_order_by_order():

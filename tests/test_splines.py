@@ -83,3 +83,30 @@ def test_each_point_is_evaluated_once_across_pieces():
     assert np.diff(points).min() > 1e-9  # no point twice, not even to rounding
     assert set(breaks) <= set(points) and {0.0, R_MAX} <= set(points)
     assert np.array_equal(table.grid[:, 0], [0.0, *sorted(breaks)])
+
+
+def test_a_function_with_a_corner_is_refused():
+    with pytest.raises(ValueError, match="could not tabulate"):
+        tabulate(lambda r: (np.abs(r - 1.2345)[None], np.sign(r - 1.2345)[None]), 3.0,
+                     n_limit=2**10)
+
+
+def test_tabulation_evaluates_each_point_once():
+    """Each refinement of the grid reuses the points evaluated before it."""
+    seen = []
+
+    def narrow_gaussian(r):
+        seen.append(r)
+        g = np.exp(-((r - 1.5) ** 2) / 0.02)
+        return g[None], (-(r - 1.5) / 0.01 * g)[None]
+
+    table = tabulate(narrow_gaussian, 3.0, n_start=16)
+    points = np.concatenate(seen)
+    assert len(seen) > 4  # refined several times
+    assert np.diff(np.sort(points)).min() > 1e-9  # no point twice, not even to rounding
+    nodes = np.linspace(0.0, 3.0, len(table.data))
+    np.testing.assert_allclose(table.data[:, 0, 0], narrow_gaussian(nodes)[0][0], rtol=0,
+                               atol=1e-15)
+    r = np.random.default_rng(7).uniform(0.0, 3.0, 1000)
+    approx, _ = table.evaluate(r)
+    assert np.abs(approx - narrow_gaussian(r)[0][0]).max() <= 1e-8
