@@ -70,19 +70,19 @@ class KernelNeighbours:
             # caller drops (result_gradients)
             nb = point_neighbours(system, r_cut, centers, n_threads=n_threads,
                                   atom_labels=atom_species)
-            n_atoms = len(system) + len(centers)
+            n_indexed = len(system) + len(centers)  # what gradient pairs may point at
             center_species = np.full(len(centers), len(species) + 1, dtype=np.int32)
         else:
             nb = compute_neighbours(system, r_cut, centers, n_threads=n_threads,
                                     atom_labels=atom_species)
-            n_atoms = len(system)
+            n_indexed = len(system)
             center_species = atom_species[centers]
         n_entries = len(nb.distances)
         check_kernel_index(n_entries, len(centers))
         neighbour_species = nb.labels
         n_centers = len(centers)
         if gradients:
-            slots = gradient_slots(nb, n_atoms)
+            slots = gradient_slots(nb, n_indexed)
             pairs = slots.pairs
             entry_slot = (slots.entry_slot + 1).astype(np.int32)
             center_slot = (slots.center_slot + 1).astype(np.int32)
