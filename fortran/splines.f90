@@ -90,7 +90,7 @@ contains
     integer, intent(in) :: n, nfun, ntab
     logical, intent(in) :: derivs
     real(dp), intent(in) :: r(n), w(n), grid(:), tab(nfun, 2, ntab)
-    real(dp), intent(inout), contiguous :: wr(:, :), wdr(:, :)
+    real(dp), intent(inout) :: wr(:, :), wdr(:, :)
     integer :: e, i, k
     real(dp) :: h, t, h00, h10, h01, h11, g00, g10, g01, g11
     do e = 1, n
