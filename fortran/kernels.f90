@@ -20,6 +20,7 @@ module kernels
   use acsf_kernel, only: acsf_centres
   use soap_kernel, only: soap_centres, soap_invariants_of
   use neighbour_lists, only: expand_half_list
+  use atomdesc_pages, only: clear_if_written
   implicit none
 
 contains
@@ -76,13 +77,16 @@ contains
   !> channels present around each centre written. nf must be the number of columns
   !> of fmap (kind 1, 2) or of the coefficients (kind 0); pass nslots = 0 / nsc = 0
   !> to skip. star: 0, or the channel (kind 1 only, none of chan's) that is the sum of
-  !> all the others (compression mu1nu1).
+  !> all the others (compression mu1nu1). With zeroed, the pages of centre i's strain
+  !> that recycled memory may leave non-zero are still to clear: page_words long at the
+  !> word offsets dirty(dirty_start(i) + 1:dirty_start(i + 1)) from strain(1, 1, 1, i),
+  !> each inside it (output_memory.untouched_zero_rows; the caller checks the bounds).
   !> See soap.f90 for the radial table and the feature map.
   subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
                   centre_species, chan, sw, self_c, rtab, rgrid, rmax, lmax, nmax, nchan, star, &
-                  fmap, ffac, ct_start, ct_m, ct_val, want_grad, want_strain, zeroed, nthreads, &
-                  feat, grad, strain, nf, nslots, nsc, nc, ne, nsp, nfun, ntab, ngrid, nmap, nfm, &
-                  nt1, nnz)
+                  fmap, ffac, ct_start, ct_m, ct_val, want_grad, want_strain, zeroed, dirty, &
+                  dirty_start, page_words, nthreads, feat, grad, strain, nf, nslots, nsc, nc, ne, &
+                  nsp, nfun, ntab, ngrid, nmap, nfm, nt1, nnz, ndirty)
     !f2py threadsafe
     !f2py integer intent(hide), depend(centre_slot) :: nc = len(centre_slot)
     !f2py integer intent(hide), depend(dist) :: ne = len(dist)
@@ -97,8 +101,10 @@ contains
     !f2py integer intent(hide), depend(feat) :: nf = shape(feat, 0)
     !f2py integer intent(hide), depend(grad) :: nslots = shape(grad, 2)
     !f2py integer intent(hide), depend(strain) :: nsc = shape(strain, 3)
+    !f2py integer intent(hide), depend(dirty) :: ndirty = len(dirty)
     integer(c_int), intent(in) :: nc, ne, nsp, nfun, ntab, ngrid, nmap, nfm, nt1, nnz, nf, nslots
-    integer(c_int), intent(in) :: nsc, kind, lmax, nmax, nchan, star, nthreads
+    integer(c_int), intent(in) :: nsc, ndirty, kind, lmax, nmax, nchan, star, nthreads, page_words
+    integer(8), intent(in) :: dirty(ndirty), dirty_start(nsc + 1)
     integer(c_int), intent(in) :: nbr_start(nc + 1), nbr_species(ne), nbr_slot(ne)
     integer(c_int), intent(in) :: centre_slot(nc), slot_start(nc + 1), centre_species(nc)
     integer(c_int), intent(in) :: chan(nsp), fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
@@ -110,7 +116,8 @@ contains
     call soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                       slot_start, centre_species, chan, sw, self_c, rtab, rgrid, rmax, lmax, &
                       nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
-                      want_strain .and. nsc > 0, zeroed, nthreads, feat, grad, strain)
+                      want_strain .and. nsc > 0, zeroed, dirty, dirty_start, page_words, &
+                      nthreads, feat, grad, strain)
   end subroutine soap
 
   !> Invariants (kind 1, 2) of given coefficients c(nlm, nmax, nchan) and their
@@ -210,7 +217,7 @@ contains
     !$omp parallel do num_threads(nt) schedule(static) private(lo) if(np > 1024)
     do k = 1, np
       lo = pages(k) * page_words
-      if (iany(x(lo + 1:lo + page_words)) /= 0) x(lo + 1:lo + page_words) = 0
+      call clear_if_written(page_words, x(lo + 1:lo + page_words))
     end do
     !$omp end parallel do
     status = 0

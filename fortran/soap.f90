@@ -18,7 +18,9 @@
 ! few of them around each centre, most of the output is never touched (and,
 ! in fresh zero pages, never made resident). Every page of a block gets a
 ! write (of zero) before the block is added to, so each fresh page is first
-! written, never first read.
+! written, never first read. Recycled memory may still hold non-zeros in the
+! pages listed by dirty: each centre clears those of its strain rows just
+! before it writes them (output_memory.untouched_zero_rows).
 !
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
@@ -43,9 +45,11 @@
 !                   b_f = ffac(f) sum_k T_t(k) c(m1_k, n1, a1) c(m2_k, n2, a2) c(m3_k, n3, a3)
 !   where T_t is a sparse real coupling tensor (ct_start, ct_m, ct_val).
 module soap_kernel
-  use, intrinsic :: iso_c_binding, only: c_int
+  use, intrinsic :: iso_c_binding, only: c_int, c_loc, c_f_pointer
+  use, intrinsic :: iso_fortran_env, only: int64
   use atomdesc_cutoffs, only: dp
   use atomdesc_splines, only: spline_values, spline_values_scaled
+  use atomdesc_pages, only: clear_if_written
   implicit none
   private
   public :: soap_centres, soap_invariants_of, KIND_EXPANSION, KIND_POWER, KIND_BISPECTRUM
@@ -458,6 +462,16 @@ contains
     if (n > 0) x(n) = 0.0_dp
   end subroutine touch_pages
 
+  !> row(offset + 1:offset + w) = 0 if any of its bits is set (pages.f90).
+  subroutine clear_page_of_row(n, row, offset, w)
+    integer, intent(in) :: n, w
+    integer(int64), intent(in) :: offset
+    real(dp), intent(inout), target :: row(n)
+    integer(int64), pointer :: bits(:)
+    call c_f_pointer(c_loc(row(offset + 1)), bits, [w])
+    call clear_if_written(w, bits)
+  end subroutine clear_page_of_row
+
   !> x(1:n) = 0 as one contiguous block (of a contiguous array section of any rank).
   pure subroutine zero_fill(n, x)
     integer, intent(in) :: n
@@ -608,7 +622,8 @@ contains
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rgrid, rmax, &
                           lmax, nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
-                          want_strain, zeroed, nthreads, feat, grad, strain)
+                          want_strain, zeroed, dirty, dirty_start, page_words, nthreads, feat, &
+                          grad, strain)
     !$ use omp_lib, only: omp_get_max_threads
     integer, intent(in) :: kind, lmax, nmax, nchan, star, nthreads
     integer(c_int), intent(in) :: nbr_start(:), nbr_species(:), nbr_slot(:), centre_slot(:)
@@ -617,6 +632,8 @@ contains
     real(dp), intent(in) :: vec(:, :), dist(:), sw(:), self_c(:), rtab(:, :, :), rgrid(:), rmax
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain, zeroed
+    integer(int64), intent(in) :: dirty(:), dirty_start(:)
+    integer, intent(in) :: page_words
     real(dp), intent(inout), contiguous :: feat(:, :), grad(:, :, :), strain(:, :, :, :)
 
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
@@ -769,6 +786,17 @@ contains
     !$omp end parallel
 
   contains
+
+    !> Clears the recycled pages of centre ic's strain rows that may hold non-zeros,
+    !> listed by dirty and dirty_start (zeroed outputs), just before the centre writes
+    !> them: each page then goes through the cache once.
+    subroutine clear_strain_pages(ic)
+      integer, intent(in) :: ic
+      integer(int64) :: p
+      do p = dirty_start(ic) + 1, dirty_start(ic + 1)
+        call clear_page_of_row(9 * nf, strain(:, :, :, ic), dirty(p), page_words)
+      end do
+    end subroutine clear_strain_pages
 
     !> 1-based flat index of (n1, n2, b, l) in d(nmax, nmax, nchan, 0:lmax).
     pure integer function dindex(n1, n2, b, l)
@@ -1004,6 +1032,7 @@ contains
         end do
       end if
       if (want_strain) then
+        call clear_strain_pages(ic)
         if (nlive < nf .and. .not. zeroed) strain(:, :, :, ic) = 0.0_dp
         do j = 1, nlr  ! the six sums, and the three mirrored
           f0 = run_first(live(j))
@@ -1115,6 +1144,7 @@ contains
       end if
       if (.not. derivs) return
 
+      if (want_strain) call clear_strain_pages(ic)
       ! zeroed: write to every page of what the loop below adds to (zero already),
       ! nothing else, so that each fresh page is first written (see power_one_centre)
       if (kind == KIND_EXPANSION .and. zeroed) then

@@ -20,6 +20,7 @@ from atomdesc import kernels
 from atomdesc.cutoffs import CutoffFunction, parse_cutoff_spec
 from atomdesc.descriptor import Descriptor, normalise_species, positive_float
 from atomdesc.kernel_inputs import KernelNeighbours, kernel_outputs
+from atomdesc.output_memory import DirtyPages
 from atomdesc.plugins.soap_angular import coupling_tensor
 from atomdesc.plugins.soap_radial import (
     DSCRIBE_THRESHOLD,
@@ -279,8 +280,12 @@ class _DensityExpansion(Descriptor):
         # the kernel writes every element, unless most of them are zero: then it
         # writes only the channels (pairs, triples) around each centre into fresh zero pages
         sparse = self._few_channels_around(nb, kind)
-        feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=sparse,
-                                        sparse=sparse, n_threads=n_threads)
+        if sparse:
+            feat, grad, strain, dirty = nb.sparse_outputs(n_features, strain_gradients, n_threads)
+        else:
+            feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=False)
+            dirty = DirtyPages.none(strain.shape[3])
+        dirty.check(strain.shape[3], 9 * n_features)
         chan, sw = self._chan, self._sw
         if nb.points:  # the points' species: a channel, and no density at the centre
             chan, sw = np.append(chan, np.int32(1)), np.append(sw, 0.0)
@@ -290,7 +295,7 @@ class _DensityExpansion(Descriptor):
             self._self_c, *self._rtab.kernel_args(), self.r_max, self.l_max, self.n_channels,
             self._star if kind == 1 else 0,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
-            gradients, strain_gradients, sparse, n_threads, feat, grad, strain,
+            gradients, strain_gradients, sparse, *dirty, n_threads, feat, grad, strain,
         )
         pairs, values = nb.result_gradients(grad.T) if gradients else (None, None)
         return DescriptorResult(

@@ -14,8 +14,9 @@ import pytest
 from ase.build import bulk, molecule
 
 import atomdesc
-from atomdesc import output_memory
-from atomdesc.output_memory import recycled_empty, release_memory, untouched_zeros
+from atomdesc import kernel_inputs, output_memory
+from atomdesc.output_memory import (DirtyPages, recycled_empty, release_memory,
+                                    untouched_zero_rows, untouched_zeros)
 
 posix = pytest.mark.skipif(not hasattr(os, "fork"), reason="recycling needs POSIX mappings")
 resident_pages_known = pytest.mark.skipif(
@@ -166,32 +167,47 @@ def test_soap_gradients_in_recycled_memory_are_those_of_a_fresh_call():
 
 
 @resident_pages_known
-def test_soap_on_few_species_in_recycled_zeros_is_a_fresh_call():
-    """Molecules with few of many species write only their channel pairs into zeroed
-    outputs: in the memory of an earlier, different result they have only their own values."""
+@pytest.mark.parametrize("family, n_threads", [("soap", 1), ("soap", 2),
+                                               ("spherical_expansion", 1), ("bispectrum", 2)])
+def test_soap_on_few_species_in_recycled_zeros_is_a_fresh_call(family, n_threads, monkeypatch):
+    """Molecules with few of many species write only their channels into zeroed outputs:
+    in the memory of an earlier, different result they have only their own values. The
+    strain rows' recycled pages are cleared by the kernel, centre by centre."""
     species = ["H", "B", "C", "N", "O", "F", "Si", "S"]
-    d = atomdesc.descriptor("soap", species=species, r_cut=5.0, n_max=8, l_max=6, sigma=0.3)
-    methanes = [molecule("CH4") for _ in range(8)]
-    others = [molecule("CH4") for _ in range(8)]  # the same sizes, other species
-    for k, symbols in enumerate(["SiH4", "CF4", "NH4", "BO4", "SF4", "OH4", "SiN4", "FH4"]):
-        others[k].symbols = symbols
+    size = dict(n_max=3, l_max=3) if family == "bispectrum" else dict(n_max=8, l_max=6)
+    d = atomdesc.descriptor(family, species=species, r_cut=5.0, sigma=0.3, **size)
+    n_molecules = 32 if family == "spherical_expansion" else 8  # strain of 32 MiB or more
+    methanes = [molecule("CH4") for _ in range(n_molecules)]
+    others = [molecule("CH4") for _ in range(n_molecules)]  # the same sizes, other species
+    for k, atoms in enumerate(others):
+        atoms.symbols = ["SiH4", "CF4", "NH4", "BO4", "SF4", "OH4", "SiN4", "FH4"][k % 8]
     for k, atoms in enumerate(methanes + others):
         atoms.rattle(0.05, seed=k)
+    left_to_kernel = []
+    make_rows = output_memory.untouched_zero_rows
+
+    def spy(*args):
+        strain, dirty = make_rows(*args)
+        left_to_kernel.append(len(dirty.offsets))
+        return strain, dirty
+
+    monkeypatch.setattr(kernel_inputs, "untouched_zero_rows", spy)
 
     def call(structures):
-        return d.compute(structures, gradients=True, strain_gradients=True, n_threads=1)
+        return d.compute(structures, gradients=True, strain_gradients=True, n_threads=n_threads)
 
     reference = call(methanes)
-    assert reference[0].gradient_values.base.nbytes > output_memory.RECYCLE_BYTES
+    assert reference[0].strain_gradients.base.nbytes > output_memory.RECYCLE_BYTES
     expected = [(r.features.copy(), r.gradient_values.copy(), r.strain_gradients.copy())
                 for r in reference]
     del reference
     first = call(others)  # written into the methanes' memory, and its pages kept
-    where = _address(first[0].gradient_values.base)
+    where = _address(first[0].strain_gradients.base)
     assert not np.array_equal(first[0].features, expected[0][0])
     del first
     again = call(methanes)
-    assert _address(again[0].gradient_values.base) == where
+    assert _address(again[0].strain_gradients.base) == where
+    assert left_to_kernel[0] == 0 and left_to_kernel[1] > 0 and left_to_kernel[2] > 0
     for result, (features, gradients, strain) in zip(again, expected):
         np.testing.assert_array_equal(result.features, features)
         np.testing.assert_array_equal(result.gradient_values, gradients)
@@ -235,6 +251,41 @@ def test_dropped_zeros_are_reused_with_the_written_pages_cleared():
     b = untouched_zeros(LARGE)
     assert _address(b) == where and b.shape == LARGE and not b.any()
     assert output_memory.kept_bytes() == 0
+
+
+@resident_pages_known
+def test_zero_rows_leave_the_pages_inside_a_row_to_the_kernel():
+    page_words = mmap.PAGESIZE // 8
+    shape = (2600, 3 * page_words + 100)  # rows of 3.2 pages: most pages inside one, some shared
+    assert 8 * shape[0] * shape[1] > output_memory.RECYCLE_BYTES
+    a, dirty = untouched_zero_rows(shape)
+    assert len(dirty.offsets) == 0 and not dirty.start.any()  # fresh: nothing to clear
+    a[...] = 1.0
+    where = _address(a)
+    del a
+    b, dirty = untouched_zero_rows(shape)
+    assert _address(b) == where and dirty.words == page_words
+    dirty.check(shape[0], shape[1])
+    listed = np.zeros(shape, dtype=bool)
+    for row in range(shape[0]):
+        for offset in dirty.offsets[dirty.start[row]:dirty.start[row + 1]]:
+            assert (row * shape[1] + offset) % page_words == 0  # a whole page, inside the row
+            listed[row, offset:offset + page_words] = True
+    assert ((b == 1.0) == listed).all()  # the listed pages only are left as they were
+    assert 0.5 < listed.mean() < 1.0
+    b[listed] = 0.0  # what the kernel does before writing the row
+
+
+def test_pages_to_clear_outside_their_rows_are_refused():
+    none = DirtyPages.none(3)
+    none.check(3, 10)
+    page = none.words
+    for offsets, start in [([0], [0, 1, 1]), ([-8], [0, 1, 1, 1]), ([page], [0, 0, 0, 1]),
+                           ([0, page], [0, 2, 1, 2])]:
+        bad = DirtyPages(np.array(offsets, dtype=np.int64), np.array(start, dtype=np.int64),
+                         page)
+        with pytest.raises(RuntimeError, match="outside their rows"):
+            bad.check(3, 2 * page - 1)
 
 
 @resident_pages_known

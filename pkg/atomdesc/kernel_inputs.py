@@ -15,7 +15,7 @@ from ase.data import atomic_numbers
 
 from .neighbours import (Neighbours, check_kernel_index, compute_neighbours, gradient_slots,
                          point_neighbours)
-from .output_memory import recycled_empty, untouched_zeros
+from .output_memory import DirtyPages, recycled_empty, untouched_zero_rows, untouched_zeros
 from .system import System
 
 @dataclass(frozen=True)
@@ -49,6 +49,17 @@ class KernelNeighbours:
             [(n_features, n_centers), (n_features, 3, self.n_slots),
              (n_features, 3, 3, n_centers if strain_gradients else 0)], zeroed=zeroed,
             sparse=sparse, n_threads=n_threads)
+
+    def sparse_outputs(self, n_features: int, strain_gradients: bool,
+                       n_threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, DirtyPages]:
+        """:meth:`outputs` with ``sparse``, for a kernel that clears the recycled pages
+        of each centre's strain rows itself, just before it writes them: the strain
+        array's pages still to clear come last (see :func:`untouched_zero_rows`)."""
+        n_centers = len(self.center_slot) if strain_gradients else 0
+        feat, grad, _ = self.outputs(n_features, False, zeroed=True, sparse=True,
+                                     n_threads=n_threads)
+        strain, dirty = untouched_zero_rows((n_centers, 3, 3, n_features), n_threads)
+        return feat, grad, strain.T, dirty
 
     @classmethod
     def build(

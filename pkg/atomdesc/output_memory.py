@@ -221,15 +221,68 @@ def untouched_zeros(shape: tuple[int, ...], n_threads: int = 1) -> np.ndarray:
     of about its size gets it with only those pages cleared: clearing a page
     costs a fraction of a fresh page's fault (``n_threads`` clear them).
     """
+    return _untouched(shape, n_threads, row_pages=False)[0]
+
+
+class DirtyPages(NamedTuple):
+    """Pages of recycled memory that may hold non-zeros, by row of an array: those of
+    row ``r`` start at the word offsets ``offsets[start[r]:start[r + 1]]`` from the
+    row's first element (ascending), and are ``words`` long."""
+
+    offsets: np.ndarray  # int64
+    start: np.ndarray  # int64, one more than the rows
+    words: int
+
+    @classmethod
+    def none(cls, n_rows: int) -> DirtyPages:
+        """No pages to clear in any of ``n_rows`` rows."""
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(n_rows + 1, dtype=np.int64),
+                   _PAGE // 8)
+
+    def check(self, n_rows: int, row_words: int) -> None:
+        """Refuse (RuntimeError) pages outside rows of ``row_words`` words: a kernel
+        clears them."""
+        start, offsets = self.start, self.offsets
+        ok = (start.dtype == offsets.dtype == np.int64 and len(start) == n_rows + 1
+              and start[0] == 0 and start[-1] == len(offsets) and (np.diff(start) >= 0).all())
+        if ok and len(offsets):
+            ok = 0 < self.words and offsets.min() >= 0 and offsets.max() + self.words <= row_words
+        if not ok:
+            raise RuntimeError("internal error: pages to clear outside their rows")
+
+
+def untouched_zero_rows(shape: tuple[int, ...],
+                        n_threads: int = 1) -> tuple[np.ndarray, DirtyPages]:
+    """:func:`untouched_zeros` for a kernel that clears each row's recycled pages itself.
+
+    The pages that lie inside one row (along the first axis) are not cleared
+    here but listed, for the kernel to clear just before it writes the row: a
+    page cleared and then written at once is written to memory once, where
+    clearing all pages first and writing later takes each twice through the
+    cache. Pages shared by two rows are cleared here (two threads may write the
+    rows). Every row's listed pages must be cleared (where not zero) before the
+    array is read.
+    """
+    array, dirty = _untouched(shape, n_threads, row_pages=True)
+    assert dirty is not None
+    return array, dirty
+
+
+def _untouched(shape: tuple[int, ...], n_threads: int,
+               row_pages: bool) -> tuple[np.ndarray, DirtyPages | None]:
+    """The array of :func:`untouched_zeros` and, with ``row_pages``, its recycled pages
+    inside a row, left to clear."""
     n_bytes = 8 * math.prod(shape)
+    n_rows = shape[0] if shape else 1
+    dirty = DirtyPages.none(n_rows) if row_pages else None
     if n_bytes < OWN_MAPPING_BYTES:
-        return np.zeros(shape)
+        return np.zeros(shape), dirty
     if n_bytes < RECYCLE_BYTES or _mincore is None:
         # not mmap's default MAP_SHARED: reads would take memory (Windows has only that)
         flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS if _MAPPINGS else None
         mapping = _new_mapping(n_bytes, shape, flags)
         _advise_huge_pages(mapping, False)
-        return np.frombuffer(mapping, dtype=np.float64).reshape(shape)
+        return np.frombuffer(mapping, dtype=np.float64).reshape(shape), dirty
     with _lock:
         _keep_returned()
         found = _take(n_bytes, zeroed=True)
@@ -238,10 +291,19 @@ def untouched_zeros(shape: tuple[int, ...], n_threads: int = 1) -> np.ndarray:
     else:
         mapping = found.mapping
         assert found.mapped is not None
-        _clear_pages(found.data, found.mapped[found.mapped < math.ceil(n_bytes / _PAGE)],
-                     n_threads)
-    return np.asarray(_Region(mapping, np.frombuffer(mapping, dtype=np.uint8), n_bytes,
-                              zeroed=True)).reshape(shape)
+        pages = found.mapped[found.mapped < math.ceil(n_bytes / _PAGE)]
+        if dirty is not None:  # the pages inside a row are left to the kernel
+            words, row_words = _PAGE // 8, n_bytes // 8 // n_rows
+            first = pages * words
+            row = first // row_words
+            inside = first + words <= (row + 1) * row_words
+            dirty.start[1:] = np.cumsum(np.bincount(row[inside], minlength=n_rows))
+            dirty = dirty._replace(offsets=first[inside] - row[inside] * row_words)
+            pages = pages[~inside]
+        _clear_pages(found.data, pages, n_threads)
+    array = np.asarray(_Region(mapping, np.frombuffer(mapping, dtype=np.uint8), n_bytes,
+                               zeroed=True)).reshape(shape)
+    return array, dirty
 
 
 def _clear_pages(data: np.ndarray, pages: np.ndarray, n_threads: int = 1) -> None:
