@@ -479,9 +479,10 @@ contains
     x = 0.0_dp
   end subroutine zero_fill
 
-  !> y(1:n) = x(1:n), and y(1:n) = y(1:n) - x(1:n): for sections of the outputs, which
-  !> are host-associated in the centre routines, where an array assignment runs one
-  !> element at a time, reloading the descriptor after every store.
+  !> y(1:n) = x(1:n), y(1:n) = y(1:n) -/+ x(1:n) and y(1:n) = y(1:n) + a x(1:n): for
+  !> sections of the outputs, which are host-associated in the centre routines, where an
+  !> array assignment runs one element at a time, reloading the descriptor after every
+  !> store (and reshaping a section allocates a copy).
   pure subroutine copy_block(n, x, y)
     integer, intent(in) :: n
     real(dp), intent(in) :: x(n)
@@ -495,6 +496,20 @@ contains
     real(dp), intent(inout) :: y(n)
     y = y - x
   end subroutine subtract_block
+
+  pure subroutine add_block(n, x, y)
+    integer, intent(in) :: n
+    real(dp), intent(in) :: x(n)
+    real(dp), intent(inout) :: y(n)
+    y = y + x
+  end subroutine add_block
+
+  pure subroutine add_scaled_block(n, a, x, y)
+    integer, intent(in) :: n
+    real(dp), intent(in) :: a, x(n)
+    real(dp), intent(inout) :: y(n)
+    y = y + x * a
+  end subroutine add_scaled_block
 
   !> The derivatives of the power-spectrum features in the listed runs for a neighbour
   !> of channel a: v(f, x) = ffac(f) (d(i1(f), x) [a1 = a] + d(i2(f), x) [a2 = a]),
@@ -1122,11 +1137,11 @@ contains
       if (kind == KIND_EXPANSION .and. zeroed) then
         ! only the channels around the centre (its own and its neighbours')
         do a = 1, nchan
-          if (here(a) .or. a == chan(cs)) feat(nb * (a - 1) + 1:nb * a, ic) = &
-            reshape(c(:, :, a), [nb])
+          if (here(a) .or. a == chan(cs)) call copy_block(nb, c(:, :, a), &
+                                                          feat(nb * (a - 1) + 1:nb * a, ic))
         end do
       else if (kind == KIND_EXPANSION) then
-        feat(:, ic) = reshape(c, [nf])
+        call copy_block(nf, c, feat(:, ic))
       else if (zeroed) then
         ! the bispectrum: only the features whose three channels are around the centre
         here(chan(cs)) = .true.
@@ -1211,17 +1226,13 @@ contains
           off = nb * (a - 1)
           do x = 1, 3
             if (want_grad) then
-              slot = nbr_slot(s0 + e)
-              grad(off + 1:off + nb, x, slot) = grad(off + 1:off + nb, x, slot) &
-                + reshape(dce(:, :, x, e), [nb])
-              slot = centre_slot(ic)
-              grad(off + 1:off + nb, x, slot) = grad(off + 1:off + nb, x, slot) &
-                - reshape(dce(:, :, x, e), [nb])
+              call add_block(nb, dce(:, :, x, e), grad(off + 1:off + nb, x, nbr_slot(s0 + e)))
+              call subtract_block(nb, dce(:, :, x, e), grad(off + 1:off + nb, x, centre_slot(ic)))
             end if
             if (want_strain) then
               do yy = 1, 3
-                strain(off + 1:off + nb, yy, x, ic) = strain(off + 1:off + nb, yy, x, ic) &
-                  + reshape(dce(:, :, x, e), [nb]) * rv(yy)
+                call add_scaled_block(nb, rv(yy), dce(:, :, x, e), &
+                                      strain(off + 1:off + nb, yy, x, ic))
               end do
             end if
           end do
@@ -1246,17 +1257,16 @@ contains
           call invariant_derivs(kind, c, dce(:, :, :, e), a, fmap, ffac, ct_start, ct_m, &
                                 ct_val, dF)
           if (want_grad) then
-            slot = nbr_slot(s0 + e)
-            grad(:, :, slot) = grad(:, :, slot) + dF
-            slot = centre_slot(ic)
-            grad(:, :, slot) = grad(:, :, slot) - dF
+            call add_block(3 * nf, dF, grad(:, :, nbr_slot(s0 + e)))
+            call subtract_block(3 * nf, dF, grad(:, :, centre_slot(ic)))
           end if
           if (want_strain) then
             ! d F / d eps_xy = sum_e (dF/dr_e)_x (r_e)_y, stored as strain(:, y, x, ic):
-            ! y >= x only, mirrored below (symmetric for invariants, see add_feature_derivs)
+            ! y >= x only, mirrored below (symmetric for invariants, see
+            ! add_feature_derivs_group)
             do x = 1, 3
               do yy = x, 3
-                strain(:, yy, x, ic) = strain(:, yy, x, ic) + dF(:, x) * rv(yy)
+                call add_scaled_block(nf, rv(yy), dF(:, x), strain(:, yy, x, ic))
               end do
             end do
           end if
@@ -1273,7 +1283,7 @@ contains
       else if (want_strain .and. kind /= KIND_EXPANSION) then
         do x = 1, 3
           do yy = x + 1, 3
-            strain(:, x, yy, ic) = strain(:, yy, x, ic)
+            call copy_block(nf, strain(:, yy, x, ic), strain(:, x, yy, ic))
           end do
         end do
       end if
