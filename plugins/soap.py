@@ -282,10 +282,10 @@ class _DensityExpansion(Descriptor):
         sparse = self._few_channels_around(nb, kind)
         if sparse:
             feat, grad, strain, dirty = nb.sparse_outputs(n_features, strain_gradients, n_threads)
+            dirty.check(strain.shape[3], 9 * n_features)  # the kernel clears these pages
         else:
             feat, grad, strain = nb.outputs(n_features, strain_gradients, zeroed=False)
             dirty = DirtyPages.none(strain.shape[3])
-        dirty.check(strain.shape[3], 9 * n_features)
         chan, sw = self._chan, self._sw
         if nb.points:  # the points' species: a channel, and no density at the centre
             chan, sw = np.append(chan, np.int32(1)), np.append(sw, 0.0)
