@@ -1,12 +1,24 @@
 ! Clearing the pages of recycled output memory (pkg/atomdesc/output_memory.py) that
 ! may hold non-zeros: only where a page has a bit set, because a page that was only
 ! read maps the system's shared zero page, and writing it would make it memory of its
-! own.
+! own. And writing a whole page past the cache (pages_stream.c), for a page whose every
+! word is known: it need not be read first.
 module atomdesc_pages
+  use, intrinsic :: iso_c_binding, only: c_double, c_int64_t
   use, intrinsic :: iso_fortran_env, only: int64
   implicit none
   private
-  public :: clear_if_written
+  public :: clear_if_written, stream_words
+
+  interface
+    !> dst(1:n) = src(1:n), with non-temporal stores where the CPU has them.
+    subroutine stream_words(src, dst, n) bind(C, name="atomdesc_stream_words")
+      import :: c_double, c_int64_t
+      real(c_double), intent(in) :: src(*)
+      real(c_double), intent(inout) :: dst(*)
+      integer(c_int64_t), value :: n
+    end subroutine stream_words
+  end interface
 
 contains
 

@@ -167,16 +167,19 @@ def test_soap_gradients_in_recycled_memory_are_those_of_a_fresh_call():
 
 
 @resident_pages_known
-@pytest.mark.parametrize("family, n_threads", [("soap", 1), ("soap", 2),
-                                               ("spherical_expansion", 1), ("bispectrum", 2)])
-def test_soap_on_few_species_in_recycled_zeros_is_a_fresh_call(family, n_threads, monkeypatch):
+@pytest.mark.parametrize("family, n_max, l_max, n_molecules, n_threads", [
+    ("soap", 8, 6, 8, 1), ("soap", 8, 6, 8, 2),
+    ("soap", 2, 1, 400, 2),  # 272 features: a page of strain rows spans two or three components
+    ("spherical_expansion", 8, 6, 32, 1), ("bispectrum", 3, 3, 8, 2)])
+def test_soap_on_few_species_in_recycled_zeros_is_a_fresh_call(family, n_max, l_max, n_molecules,
+                                                                n_threads, monkeypatch):
     """Molecules with few of many species write only their channels into zeroed outputs:
     in the memory of an earlier, different result they have only their own values. The
-    strain rows' recycled pages are cleared by the kernel, centre by centre."""
+    strain rows' recycled pages are cleared (or written whole) by the kernel, centre by
+    centre. The molecules make strain rows of 32 MiB or more, so that they are recycled."""
     species = ["H", "B", "C", "N", "O", "F", "Si", "S"]
-    size = dict(n_max=3, l_max=3) if family == "bispectrum" else dict(n_max=8, l_max=6)
-    d = atomdesc.descriptor(family, species=species, r_cut=5.0, sigma=0.3, **size)
-    n_molecules = 32 if family == "spherical_expansion" else 8  # strain of 32 MiB or more
+    d = atomdesc.descriptor(family, species=species, r_cut=5.0, sigma=0.3, n_max=n_max,
+                            l_max=l_max)
     methanes = [molecule("CH4") for _ in range(n_molecules)]
     others = [molecule("CH4") for _ in range(n_molecules)]  # the same sizes, other species
     for k, atoms in enumerate(others):
