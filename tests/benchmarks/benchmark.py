@@ -156,12 +156,20 @@ def time_thread_counts(descriptor: Any, inputs: Any, threads: list[int], args: a
 def time_once(call: Callable[[], Any], repeat: int) -> tuple[Timing, Any]:
     """Time a slow callable (seconds or more per call) ``repeat`` times.
 
+    Each sample is the call alone: the previous call's result is released before the
+    clock starts. (Released inside the next sample, it was charged to every sample but
+    the first of a block, and the best of a block was then often its first sample: g2's
+    + gradients block 133 ms first, 150 ms after, the release of a result being listing
+    and marking its pages for reuse.) :func:`time_interleaved` drops each result inside
+    its own sample instead.
+
     :return: the timing and the last call's result (not worth computing again).
     """
     samples = []
     load = load_average()
     result = None
     for _ in range(repeat):
+        result = None  # released here, untimed
         gc.collect()
         started = time.perf_counter()
         result = call()
