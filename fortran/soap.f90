@@ -19,8 +19,8 @@
 ! in fresh zero pages, never made resident). Every page of a block gets a
 ! write (of zero) before the block is added to, so each fresh page is first
 ! written, never first read. Recycled memory may still hold non-zeros in the
-! pages listed by dirty: each centre clears those of its strain rows just
-! before it writes them (output_memory.untouched_zero_rows).
+! pages listed by dirty: each centre clears those of its strain rows, or writes
+! them whole, when it writes the rows (output_memory.untouched_zero_rows).
 !
 ! Radial part: the Python side tabulates every radial function
 !     R_nl(r) = w(r) f_c(r) I_nl(r)      (weighting, cutoff, radial integral)
@@ -890,8 +890,9 @@ contains
   contains
 
     !> Clears the recycled pages of centre ic's strain rows that may hold non-zeros,
-    !> listed by dirty and dirty_start (zeroed outputs), just before the centre writes
-    !> them: each page then goes through the cache once.
+    !> listed by dirty and dirty_start (zeroed outputs), just before the centre adds to
+    !> them (the expansion and the bispectrum; the power spectrum writes its rows at
+    !> once, write_strain_rows): each page then goes through the cache once.
     subroutine clear_strain_pages(ic)
       integer, intent(in) :: ic
       integer(int64) :: p

@@ -256,12 +256,12 @@ def untouched_zero_rows(shape: tuple[int, ...],
     """:func:`untouched_zeros` for a kernel that clears each row's recycled pages itself.
 
     The pages that lie inside one row (along the first axis) are not cleared
-    here but listed, for the kernel to clear just before it writes the row: a
-    page cleared and then written at once is written to memory once, where
-    clearing all pages first and writing later takes each twice through the
-    cache. Pages shared by two rows are cleared here (two threads may write the
-    rows). Every row's listed pages must be cleared (where not zero) before the
-    array is read.
+    here but listed, for the kernel to clear, or to write whole, when it writes
+    the row: a page cleared and then written at once goes through the cache
+    once, where clearing all pages first and writing later takes each twice, and
+    a page written whole need not be read at all. Pages shared by two rows are
+    cleared here (two threads may write the rows). Every row's listed pages must
+    be cleared (where not zero) or overwritten before the array is read.
     """
     array, dirty = _untouched(shape, n_threads, row_pages=True)
     assert dirty is not None
