@@ -294,6 +294,32 @@ def test_pages_to_clear_outside_their_rows_are_refused():
 
 
 @resident_pages_known
+def test_zeros_with_rows_of_another_shape_get_a_mapping_of_their_own():
+    """A kernel writes the pages its rows' layout puts its values in: a mapping that held
+    rows of another shape would have the wrong pages written. Two layouts in turn (two
+    descriptors) each get their own back."""
+    tall, wide = (2048, 2048), (1024, 4096)  # the same size
+    a = untouched_zeros(tall)
+    a[::64] = 1.0
+    where_tall = _address(a)
+    del a
+    b = untouched_zeros(wide)
+    assert _address(b) != where_tall and not b.any()
+    b[::64] = 1.0
+    where_wide = _address(b)
+    del b
+    for _ in range(2):
+        a = untouched_zeros(tall)
+        assert _address(a) == where_tall and not a.any()
+        a[::64] = 1.0
+        del a
+        b = untouched_zeros(wide)
+        assert _address(b) == where_wide and not b.any()
+        b[::64] = 1.0
+        del b
+
+
+@resident_pages_known
 @linux
 def test_pages_only_read_are_not_made_memory_by_the_next_array(resident_mib):
     a = untouched_zeros((64, 2**17))  # 64 MiB

@@ -42,8 +42,8 @@ HEADROOM = 1.125
 #: ...and a kept mapping serves requests down to 1 / (RECYCLE_SLACK * HEADROOM) of its
 #: size: at most RECYCLE_SLACK times the memory asked for is held beyond the headroom.
 RECYCLE_SLACK = 1.25
-#: Most mappings kept: the arrays of one or two results.
-MAX_KEPT = 4
+#: Most mappings kept: the arrays of one or two results (three each with strain).
+MAX_KEPT = 6
 
 #: Arrays from this size on get a mapping of their own in :func:`untouched_zeros`.
 OWN_MAPPING_BYTES = 1 << 20
@@ -60,6 +60,9 @@ class _Kept(NamedTuple):
     #: for :func:`untouched_zeros`: the pages the system maps, the only ones that
     #: may hold non-zeros (indices, ascending); None for :func:`recycled_empty`
     mapped: np.ndarray | None
+    #: for :func:`untouched_zeros`: the shape of a row of the array it last held (all
+    #: axes but the first), which decides which pages a kernel writes
+    row_shape: tuple[int, ...] | None
 
     @property
     def held(self) -> int:
@@ -68,17 +71,18 @@ class _Kept(NamedTuple):
 
 
 _kept: list[_Kept] = []  # oldest first
-_returned: collections.deque = collections.deque()  # (mapping, bytes, zeroed), not yet kept
+_returned: collections.deque = collections.deque()  # (mapping, bytes, row shape), not yet kept
 _lock = threading.Lock()
 
 
 class _Region:
     """The first ``n_bytes`` of a mapping, as the base of the arrays made from it:
-    when the last of them goes, the mapping is returned for reuse (``zeroed``: by
-    :func:`untouched_zeros`)."""
+    when the last of them goes, the mapping is returned for reuse (with the shape of
+    a row of the array: by :func:`untouched_zeros`)."""
 
-    def __init__(self, mapping: mmap.mmap, data: np.ndarray, n_bytes: int, zeroed: bool):
-        self.mapping, self.data, self.zeroed = mapping, data, zeroed
+    def __init__(self, mapping: mmap.mmap, data: np.ndarray, n_bytes: int,
+                 row_shape: tuple[int, ...] | None):
+        self.mapping, self.data, self.row_shape = mapping, data, row_shape
         self.__array_interface__ = {"data": (data.ctypes.data, False),
                                     "shape": (n_bytes // 8,), "typestr": "<f8", "version": 3}
 
@@ -86,7 +90,7 @@ class _Region:
         # May run in any thread, also inside the lock (the garbage collector
         # runs where it likes): queue the mapping, keep it only if the lock is free.
         try:
-            _returned.append((self.mapping, self.data, self.zeroed))
+            _returned.append((self.mapping, self.data, self.row_shape))
             if _lock.acquire(blocking=False):
                 try:
                     _keep_returned()
@@ -104,13 +108,13 @@ def recycled_empty(shape: tuple[int, ...]) -> np.ndarray:
         return np.empty(shape)
     with _lock:
         _keep_returned()
-        found = _take(n_bytes, zeroed=False)
+        found = _take(n_bytes)
     if found is None:
         mapping = _recyclable_mapping(n_bytes, shape, huge_pages=True)  # as numpy's large arrays
     else:
         mapping = found.mapping
     return np.asarray(_Region(mapping, np.frombuffer(mapping, dtype=np.uint8), n_bytes,
-                              zeroed=False)).reshape(shape)
+                              row_shape=None)).reshape(shape)
 
 
 def _recyclable_mapping(n_bytes: int, shape: tuple[int, ...], huge_pages: bool) -> mmap.mmap:
@@ -157,23 +161,28 @@ def _keep_returned() -> None:
     """Move returned mappings to the kept ones, the oldest unmapped beyond the limits
     (``_lock`` held)."""
     while _returned:
-        mapping, data, zeroed = _returned.popleft()
+        mapping, data, row_shape = _returned.popleft()
+        zeroed = row_shape is not None
         mapped = _mapped_pages(data) if zeroed else None
         if zeroed and mapped is None:
             continue  # what it holds is unknown: not reusable as zeros
         if hasattr(mmap, "MADV_FREE"):
             mapping.madvise(mmap.MADV_FREE)
-        _kept.append(_Kept(mapping, data, mapped))
+        _kept.append(_Kept(mapping, data, mapped, row_shape))
     limit = _memory_limit()
     while len(_kept) > MAX_KEPT or sum(kept.held for kept in _kept) > limit:
         del _kept[0]  # its last references: unmapped here
 
 
-def _take(n_bytes: int, zeroed: bool) -> _Kept | None:
+def _take(n_bytes: int, row_shape: tuple[int, ...] | None = None) -> _Kept | None:
     """The smallest kept mapping of the kind asked for that fits ``n_bytes`` with
-    little waste, removed from the kept ones (``_lock`` held)."""
+    little waste, removed from the kept ones (``_lock`` held). For zeroed arrays
+    (``row_shape`` given) only one that last held rows of that shape: the pages a
+    kernel writes follow the rows' layout, and in a mapping that held another one it
+    would clear pages it does not write and fault in those it does, more than a new
+    mapping costs (two descriptors computed in turn each get their own back)."""
     fits = [i for i, kept in enumerate(_kept)
-            if (kept.mapped is not None) == zeroed
+            if kept.row_shape == row_shape
             and n_bytes <= len(kept.mapping) <= RECYCLE_SLACK * HEADROOM * n_bytes]
     if not fits:
         return None
@@ -285,7 +294,7 @@ def _untouched(shape: tuple[int, ...], n_threads: int,
         return np.frombuffer(mapping, dtype=np.float64).reshape(shape), dirty
     with _lock:
         _keep_returned()
-        found = _take(n_bytes, zeroed=True)
+        found = _take(n_bytes, row_shape=tuple(shape[1:]))
     if found is None:
         mapping = _recyclable_mapping(n_bytes, shape, huge_pages=False)
     else:
@@ -302,7 +311,7 @@ def _untouched(shape: tuple[int, ...], n_threads: int,
             pages = pages[~inside]
         _clear_pages(found.data, pages, n_threads)
     array = np.asarray(_Region(mapping, np.frombuffer(mapping, dtype=np.uint8), n_bytes,
-                               zeroed=True)).reshape(shape)
+                               row_shape=tuple(shape[1:]))).reshape(shape)
     return array, dirty
 
 
