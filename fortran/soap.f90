@@ -553,22 +553,19 @@ contains
       end if
     end do
     ! the live runs outside the pages written whole (every listed page with live features)
-    align = 0
-    if (size(dirty) > 0) align = modulo(dirty(1), int(w, int64))
     do c = 0, 8
       base = int(c, int64) * nf
       do j = 1, nlr
+        if (size(dirty) == 0) then
+          row(base + f0s(j):base + f1s(j)) = st6(f0s(j):f1s(j), sym(c))
+          cycle
+        end if
+        align = modulo(dirty(1), int(w, int64))  ! every page of the row starts so
         pos = base + f0s(j) - 1
         do while (pos < base + f1s(j))
           first = pos - modulo(pos - align, int(w, int64))  ! the page that holds pos
           next = min(base + f1s(j), first + w)
-          if (size(dirty) == 0) then
-            next = base + f1s(j)
-          else if (listed(first)) then
-            pos = next
-            cycle
-          end if
-          row(pos + 1:next) = st6(pos - base + 1:next - base, sym(c))
+          if (.not. listed(first)) row(pos + 1:next) = st6(pos - base + 1:next - base, sym(c))
           pos = next
         end do
       end do
