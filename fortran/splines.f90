@@ -69,7 +69,7 @@ contains
     real(dp), intent(in) :: r, grid(:), tab(:, :, :)
     real(dp), intent(out) :: f(:), df(:)
     integer :: i
-    real(dp) :: h, t, h00, h10, h01, h11, g00, g10, g01, g11
+    real(dp) :: h, t, h00, h10, h01, h11, g00, g10, g11
     call spline_interval(r, grid, size(tab, 3), i, t, h)
     h00 = (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2
     h10 = t * (1.0_dp - t)**2 * h
@@ -77,10 +77,11 @@ contains
     h11 = t * t * (t - 1.0_dp) * h
     g00 = 6.0_dp * t * (t - 1.0_dp) / h
     g10 = 3.0_dp * t * t - 4.0_dp * t + 1.0_dp
-    g01 = -g00
     g11 = 3.0_dp * t * t - 2.0_dp * t
     f = h00 * tab(:, 1, i) + h10 * tab(:, 2, i) + h01 * tab(:, 1, i + 1) + h11 * tab(:, 2, i + 1)
-    df = g00 * tab(:, 1, i) + g10 * tab(:, 2, i) + g01 * tab(:, 1, i + 1) + g11 * tab(:, 2, i + 1)
+    ! the values' difference first: g00 y0 - g00 y1 would cancel terms ~ y / h, and their
+    ! rounding, in the derivative of a fine table
+    df = g00 * (tab(:, 1, i) - tab(:, 1, i + 1)) + g10 * tab(:, 2, i) + g11 * tab(:, 2, i + 1)
   end subroutine spline_values
 
   !> Every function of a table at n radii r(k), times a weight w(k):
@@ -92,7 +93,7 @@ contains
     real(dp), intent(in) :: r(n), w(n), grid(:), tab(nfun, 2, ntab)
     real(dp), intent(inout) :: wr(:, :), wdr(:, :)
     integer :: e, i, k
-    real(dp) :: h, t, h00, h10, h01, h11, g00, g10, g01, g11
+    real(dp) :: h, t, h00, h10, h01, h11, g00, g10, g11
     do e = 1, n
       call spline_interval(r(e), grid, ntab, i, t, h)
       h00 = w(e) * (1.0_dp + 2.0_dp * t) * (1.0_dp - t)**2
@@ -106,10 +107,9 @@ contains
       if (.not. derivs) cycle
       g00 = w(e) * 6.0_dp * t * (t - 1.0_dp) / h
       g10 = w(e) * (3.0_dp * t * t - 4.0_dp * t + 1.0_dp)
-      g01 = -g00
       g11 = w(e) * (3.0_dp * t * t - 2.0_dp * t)
-      do k = 1, nfun
-        wdr(k, e) = g00 * tab(k, 1, i) + g10 * tab(k, 2, i) + g01 * tab(k, 1, i + 1) &
+      do k = 1, nfun  ! the values' difference first, as in spline_values
+        wdr(k, e) = g00 * (tab(k, 1, i) - tab(k, 1, i + 1)) + g10 * tab(k, 2, i) &
                     + g11 * tab(k, 2, i + 1)
       end do
     end do
