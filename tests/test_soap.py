@@ -123,11 +123,12 @@ def test_radial_table_accuracy():
     d = small("soap", rbf="gto")
     table = d._rtab
     r = np.random.default_rng(1).uniform(0, d.r_max, 500)
-    exact, _ = d._radial_functions(r)
-    exact = exact.reshape(-1, len(r))
+    exact, dexact = (a.reshape(-1, len(r)) for a in d._radial_functions(r))
     for k in range(table.data.shape[2]):
-        approx, _ = table.evaluate(r, k)
+        approx, dapprox = table.evaluate(r, k)
         assert np.abs(approx - exact[k]).max() <= 1e-8 * np.abs(table.data[:, 0, k]).max()
+        # derivatives as close as the features to another code's exact derivatives
+        assert np.abs(dapprox - dexact[k]).max() <= 1e-8 * np.abs(table.data[:, 1, k]).max()
 
 
 #: a cut-off whose default smoothing (shifted cosine, width 0.5) starts at no simple
