@@ -201,13 +201,19 @@ def measure_blocks(system: BenchSystem, repeat: int) -> dict[str, float]:
     x = system.inputs
     ad, fe = ours(system, "featomic"), featomic_soap()
     mine = lambda: ad.compute(x, gradients=True, n_threads=1)  # noqa: E731
-    first = time_once(mine, repeat)[0].best
-    peer = time_once(lambda: fe.compute(x, gradients=["positions"]), repeat)[0].best
-    after = time_once(mine, repeat)[0].best
-    strain = time_once(lambda: ad.compute(x, gradients=True, strain_gradients=True, n_threads=1),
-                       repeat)[0].best
-    return {"atomdesc": first, "featomic": peer, "atomdesc after featomic": after,
-            "atomdesc with strain": strain}
+    blocks = {"atomdesc": mine, "featomic": lambda: fe.compute(x, gradients=["positions"]),
+              "atomdesc after featomic": mine,
+              "atomdesc with strain": lambda: ad.compute(x, gradients=True,
+                                                          strain_gradients=True, n_threads=1)}
+    best = {}
+    for name, call in blocks.items():
+        timing = time_once(call, repeat)[0]
+        best[name] = timing.best
+        # every sample in the log: a block slow throughout is not one slow sample
+        print(f"{system.key} block {name}: "
+              + " ".join(f"{1e3 * t:.1f}" for t in timing.samples) + f" ms, load {timing.load:.2f}",
+              flush=True)
+    return best
 
 
 def measure_threads(system: BenchSystem, threads: list[int], args: argparse.Namespace) -> Any:
