@@ -183,6 +183,60 @@ def test_featomic_convention_where_the_smoothing_falls_steeply():
     compare_with_featomic(atoms, r_cut=5.2822, n_max=2, l_max=1, sigma=0.466, width=0.2437)
 
 
+@pytest.mark.parametrize("name", list(structures()))
+def test_featomic_convention_expansion_matches_featomics(name):
+    """``spherical_expansion`` against featomic's ``SphericalExpansion``: the same real
+    spherical harmonics, coefficient by coefficient, with position and strain gradients."""
+    featomic = pytest.importorskip("featomic")
+    atoms = structures()[name]
+    species = sorted(set(atoms.get_chemical_symbols()), key=atomic_numbers.get)
+    r_cut, n_max, l_max, sigma, width = 4.5, 5, 4, 0.35, 0.7
+    calculator = featomic.SphericalExpansion(
+        cutoff={"radius": r_cut, "smoothing": {"type": "ShiftedCosine", "width": width}},
+        density={"type": "Gaussian", "width": sigma},
+        basis={"type": "TensorProduct", "max_angular": l_max, "spline_accuracy": None,
+               "radial": {"type": "Gto", "max_radial": n_max - 1}})
+    periodic = bool(atoms.pbc.any())
+    theirs = calculator.compute(atoms, gradients=["positions", "strain"] if periodic
+                                else ["positions"])
+    d = atomdesc.descriptor("spherical_expansion", species=species, r_cut=r_cut, n_max=n_max,
+                            l_max=l_max, sigma=sigma, convention="featomic",
+                            cutoff={"name": "shifted_cosine", "width": width})
+    ours = d.compute(atoms, gradients=True, strain_gradients=periodic)
+    column = {label: k for k, label in enumerate(d.feature_labels)}
+    pair = {(int(row), int(atom)): p for p, (row, atom) in enumerate(ours.gradient_pairs)}
+    scale = max(np.abs(block.values).max() for block in theirs.blocks())
+    gscale = max(np.abs(block.gradient("positions").values).max(initial=0.0)
+                 for block in theirs.blocks())
+    compared = 0
+    for key, block in theirs.items():
+        l, _, _, z = (int(v) for v in key.values)
+        # featomic's components m and properties n of neighbour species z, as our (m, n)
+        columns = np.array([[column[(chemical_symbols[z], int(n), l, int(m))]
+                             for n in block.properties.values[:, 0]]
+                            for m in block.components[0].values[:, 0]])
+        centres = block.samples.values[:, 1]
+        np.testing.assert_allclose(ours.features[centres][:, columns], block.values,
+                                   rtol=0, atol=1e-10 * scale)
+        gradient = block.gradient("positions")
+        for values, (sample, _, atom) in zip(gradient.values, gradient.samples.values):
+            p = pair.get((int(centres[sample]), int(atom)))
+            mine = 0.0 if p is None else ours.gradient_values[p][:, columns]
+            np.testing.assert_allclose(mine, values, rtol=0, atol=5e-8 * gscale)
+            compared += 1
+        if periodic:
+            # featomic's [a, b] is sum_j r_ja dX/dr_jb, ours dX/deps_ab = sum_j dX/dr_ja r_jb:
+            # transposed (invariants' strain gradients are symmetric, these are not)
+            strain = block.gradient("strain")
+            sscale = max(np.abs(strain.values).max(), 1e-300)
+            for values, (sample,) in zip(strain.values, strain.samples.values):
+                mine = ours.strain_gradients[centres[sample]].transpose(1, 0, 2)
+                np.testing.assert_allclose(mine[:, :, columns], values, rtol=0,
+                                           atol=5e-8 * sscale)
+                compared += 1
+    assert compared > 0
+
+
 def compare_with_featomic(atoms: Atoms, r_cut: float, n_max: int, l_max: int, sigma: float,
                           width: float) -> None:
     """Features, position and (cells) strain gradients of ``convention="featomic"``
