@@ -81,7 +81,7 @@ def tabulate(
     every function, to ``rtol`` relative to the largest absolute value of that
     function, and the derivatives to :data:`DERIVATIVE_RTOL` relative to the largest
     absolute derivative, or to :data:`DERIVATIVE_RTOL_FACTOR` times ``rtol`` where a
-    doubling of the grid still improves them fourfold.
+    doubling of the grid still improves them fourfold and ``n_limit`` allows it.
 
     ``breakpoints`` are radii where a function is only C1 (e.g. where a
     shifted-cosine cutoff starts): each one is a node of the grid, which is
@@ -150,8 +150,9 @@ def tabulate(
             dscale = max(np.abs(df[j]).max(), 1e-300)
             value = max(value, np.abs(approx - exact[j]).max() / scale)
             derivative = max(derivative, np.abs(dapprox - dexact[j]).max() / dscale)
+        finest = 2 * m + 1 > n_limit  # the derivatives' goal is not worth a refusal
         if value <= rtol and derivative <= DERIVATIVE_RTOL and (
-                derivative <= derivative_goal or derivative > last_derivative / 4):
+                derivative <= derivative_goal or derivative > last_derivative / 4 or finest):
             return SplineTable(np.ascontiguousarray(np.stack([f.T, df.T], axis=1)),
                                np.ascontiguousarray(grid))
         last_derivative = derivative
