@@ -242,18 +242,56 @@ contains
     end do
   end subroutine invariant_values
 
+  !> For the bispectrum's derivatives, the three adjoints of each feature (of those
+  !> listed in only, if given): adj(m1, f) = sum of T c2 c3 over its terms with that m1
+  !> (2 l1 + 1 entries), then 2 l2 + 1 entries of T c1 c3 by m2 and 2 l3 + 1 of T c1 c2
+  !> by m3. A change dc of the coefficients changes the feature by their dot products
+  !> with it (invariant_derivs): one pass over the terms per centre instead of one per
+  !> neighbour.
+  pure subroutine bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj, only)
+    real(dp), intent(in) :: c(:, :, :), ct_val(:)
+    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(inout) :: adj(:, :)
+    integer, intent(in), optional :: only(:)
+    integer :: f, k, t, o1, o2, o3, p2, p3, j, nj
+    real(dp) :: c1, c2, c3, v
+    nj = size(adj, 2)
+    if (present(only)) nj = size(only)
+    do j = 1, nj
+      f = j
+      if (present(only)) f = only(j)
+      o1 = fmap(3, f)**2
+      o2 = fmap(6, f)**2
+      o3 = fmap(9, f)**2
+      p2 = 2 * fmap(3, f) + 1
+      p3 = p2 + 2 * fmap(6, f) + 1
+      adj(1:p3 + 2 * fmap(9, f) + 1, f) = 0.0_dp
+      t = fmap(10, f)
+      do k = ct_start(t) + 1, ct_start(t + 1)
+        c1 = c(o1 + ct_m(1, k), fmap(2, f), fmap(1, f))
+        c2 = c(o2 + ct_m(2, k), fmap(5, f), fmap(4, f))
+        c3 = c(o3 + ct_m(3, k), fmap(8, f), fmap(7, f))
+        v = ct_val(k)
+        adj(ct_m(1, k), f) = adj(ct_m(1, k), f) + v * c2 * c3
+        adj(p2 + ct_m(2, k), f) = adj(p2 + ct_m(2, k), f) + v * c1 * c3
+        adj(p3 + ct_m(3, k), f) = adj(p3 + ct_m(3, k), f) + v * c1 * c2
+      end do
+    end do
+  end subroutine bispectrum_adjoints
+
   !> Derivatives dF(f, x) of the invariants along three directions dc(:, :, x)
   !> of the coefficients of channel a only (the other channels fixed); with
   !> only, just the features listed there (the other rows of dF are not written).
-  pure subroutine invariant_derivs(kind, c, dc, a, fmap, ffac, ct_start, ct_m, ct_val, dF, &
-                                   only)
+  !> The bispectrum's come from its adjoints adj (bispectrum_adjoints, for the same
+  !> features), the power spectrum's from c (adj unused).
+  pure subroutine invariant_derivs(kind, c, adj, dc, a, fmap, ffac, dF, only)
     integer, intent(in) :: kind, a
-    real(dp), intent(in) :: c(:, :, :), dc(:, :, :), ffac(:), ct_val(:)
-    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(in) :: c(:, :, :), adj(:, :), dc(:, :, :), ffac(:)
+    integer(c_int), intent(in) :: fmap(:, :)
     real(dp), intent(inout) :: dF(:, :)
     integer, intent(in), optional :: only(:)
-    integer :: f, l, lo, hi, k, t, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, i1, i2, i3, j, nj
-    real(dp) :: s(3), c1, c2, c3, v
+    integer :: f, l, lo, hi, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, p2, p3, m1, m2, m3, j, nj
+    real(dp) :: v
     nj = size(dF, 1)
     if (present(only)) nj = size(only)
     do j = 1, nj
@@ -291,21 +329,18 @@ contains
         o1 = fmap(3, f)**2
         o2 = fmap(6, f)**2
         o3 = fmap(9, f)**2
-        t = fmap(10, f)
-        s = 0.0_dp
-        do k = ct_start(t) + 1, ct_start(t + 1)
-          i1 = o1 + ct_m(1, k)
-          i2 = o2 + ct_m(2, k)
-          i3 = o3 + ct_m(3, k)
-          c1 = c(i1, n1, a1)
-          c2 = c(i2, n2, a2)
-          c3 = c(i3, n3, a3)
-          v = ct_val(k)
-          if (a1 == a) s = s + v * c2 * c3 * dc(i1, n1, :)
-          if (a2 == a) s = s + v * c1 * c3 * dc(i2, n2, :)
-          if (a3 == a) s = s + v * c1 * c2 * dc(i3, n3, :)
+        m1 = 2 * fmap(3, f) + 1
+        m2 = 2 * fmap(6, f) + 1
+        m3 = 2 * fmap(9, f) + 1
+        p2 = m1
+        p3 = m1 + m2
+        do x = 1, 3
+          v = 0.0_dp
+          if (a1 == a) v = v + dot_product(adj(1:m1, f), dc(o1 + 1:o1 + m1, n1, x))
+          if (a2 == a) v = v + dot_product(adj(p2 + 1:p2 + m2, f), dc(o2 + 1:o2 + m2, n2, x))
+          if (a3 == a) v = v + dot_product(adj(p3 + 1:p3 + m3, f), dc(o3 + 1:o3 + m3, n3, x))
+          dF(f, x) = ffac(f) * v
         end do
-        dF(f, :) = ffac(f) * s
       end if
     end do
   end subroutine invariant_derivs
@@ -849,6 +884,7 @@ contains
       real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
       real(dp), allocatable :: ue(:, :), re(:)
       real(dp), allocatable :: q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :), dF(:, :)
+      real(dp), allocatable :: adj(:, :)
       integer, allocatable :: echan(:), blive(:)
       logical, allocatable :: here(:)
       logical :: derivs
@@ -865,22 +901,23 @@ contains
       if (derivs) then
         allocate (dce(nlm, nmax, 3, maxn), gy(nlm, 3, maxn))
         if (kind /= KIND_EXPANSION) then
-          allocate (dF(nf, 3))
+          allocate (dF(nf, 3), adj(3 * (2 * lmax + 1), nf))
         else
-          allocate (dF(1, 1))
+          allocate (dF(1, 1), adj(1, 1))
         end if
       else
-        allocate (dce(1, 1, 1, 1), dF(1, 1), gy(1, 1, 1))
+        allocate (dce(1, 1, 1, 1), dF(1, 1), gy(1, 1, 1), adj(1, 1))
       end if
       !$omp do schedule(dynamic, 4)
       do ic = 1, nc
         call one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &
-                        dF, here, blive)
+                        dF, adj, here, blive)
       end do
       !$omp end do
       ! Explicitly, as in acsf.f90: gfortran 12 may not free BLOCK-local
       ! allocatables inside a parallel region.
-      deallocate (c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF, here, blive)
+      deallocate (c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF, adj, here, &
+                  blive)
     end block
     !$omp end parallel
 
@@ -1155,13 +1192,13 @@ contains
     end subroutine power_one_centre
 
     subroutine one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &
-                          dF, here, blive)
+                          dF, adj, here, blive)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
       real(dp), intent(inout) :: ue(:, :), re(:)
       real(dp), intent(inout) :: q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
-      real(dp), intent(inout) :: dF(:, :)
+      real(dp), intent(inout) :: dF(:, :), adj(:, :)
       integer, intent(inout) :: echan(:)
       ! zeroed bispectrum: the channels around the centre, and its features of those
       logical, intent(inout) :: here(:)
@@ -1248,6 +1285,11 @@ contains
         call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic))
       end if
       if (.not. derivs) return
+      if (kind == KIND_BISPECTRUM .and. zeroed) then
+        call bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj, blive(:nlive))
+      else if (kind == KIND_BISPECTRUM) then
+        call bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj)
+      end if
 
       if (want_strain) call clear_strain_pages(ic)
       ! zeroed: write to every page of what the loop below adds to (zero already),
@@ -1327,8 +1369,7 @@ contains
             end if
           end do
         else if (zeroed) then   ! the bispectrum, features of the list only
-          call invariant_derivs(kind, c, dce(:, :, :, e), a, fmap, ffac, ct_start, ct_m, &
-                                ct_val, dF, blive(:nlive))
+          call invariant_derivs(kind, c, adj, dce(:, :, :, e), a, fmap, ffac, dF, blive(:nlive))
           do x = 1, 3
             do j = 1, nlive
               f = blive(j)
@@ -1344,8 +1385,7 @@ contains
             end do
           end do
         else
-          call invariant_derivs(kind, c, dce(:, :, :, e), a, fmap, ffac, ct_start, ct_m, &
-                                ct_val, dF)
+          call invariant_derivs(kind, c, adj, dce(:, :, :, e), a, fmap, ffac, dF)
           if (want_grad) then
             call add_block(3 * nf, dF, grad(:, :, nbr_slot(s0 + e)))
             call subtract_block(3 * nf, dF, grad(:, :, centre_slot(ic)))
@@ -1393,16 +1433,23 @@ contains
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain
     real(dp), intent(inout) :: feat(:), grad(:, :, :), strain(:, :, :, :)
-    real(dp), allocatable :: dF(:, :), d3(:, :, :)
+    real(dp), allocatable :: dF(:, :), d3(:, :, :), adj(:, :)
     integer :: s, a, y
     call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat)
     allocate (dF(size(feat), 3), d3(size(c, 1), size(c, 2), 3))
+    if (kind == KIND_BISPECTRUM .and. (want_grad .or. want_strain)) then
+      ! 2 l + 1 entries for each of the three adjoints, l at most the largest l3
+      allocate (adj(3 * (2 * maxval(fmap(9, :)) + 1), size(feat)))
+      call bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj)
+    else
+      allocate (adj(1, 1))
+    end if
     if (want_grad) then
       grad = 0.0_dp
       do s = 1, size(dc, 5)
         do a = 1, size(c, 3)
           d3 = dc(:, :, a, :, s)
-          call invariant_derivs(kind, c, d3, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
+          call invariant_derivs(kind, c, adj, d3, a, fmap, ffac, dF)
           grad(:, :, s) = grad(:, :, s) + dF
         end do
       end do
@@ -1412,7 +1459,7 @@ contains
       do y = 1, 3
         do a = 1, size(c, 3)
           d3 = dcs(:, :, a, :, y)
-          call invariant_derivs(kind, c, d3, a, fmap, ffac, ct_start, ct_m, ct_val, dF)
+          call invariant_derivs(kind, c, adj, d3, a, fmap, ffac, dF)
           strain(:, y, :, 1) = strain(:, y, :, 1) + dF
         end do
       end do
