@@ -187,22 +187,10 @@ def test_featomic_convention_where_the_smoothing_falls_steeply():
 def test_featomic_convention_expansion_matches_featomics(name):
     """``spherical_expansion`` against featomic's ``SphericalExpansion``: the same real
     spherical harmonics, coefficient by coefficient, with position and strain gradients."""
-    featomic = pytest.importorskip("featomic")
     atoms = structures()[name]
-    species = sorted(set(atoms.get_chemical_symbols()), key=atomic_numbers.get)
-    r_cut, n_max, l_max, sigma, width = 4.5, 5, 4, 0.35, 0.7
-    calculator = featomic.SphericalExpansion(
-        cutoff={"radius": r_cut, "smoothing": {"type": "ShiftedCosine", "width": width}},
-        density={"type": "Gaussian", "width": sigma},
-        basis={"type": "TensorProduct", "max_angular": l_max, "spline_accuracy": None,
-               "radial": {"type": "Gto", "max_radial": n_max - 1}})
+    theirs, d, ours = featomic_and_ours("SphericalExpansion", "spherical_expansion", atoms,
+                                        r_cut=4.5, n_max=5, l_max=4, sigma=0.35, width=0.7)
     periodic = bool(atoms.pbc.any())
-    theirs = calculator.compute(atoms, gradients=["positions", "strain"] if periodic
-                                else ["positions"])
-    d = atomdesc.descriptor("spherical_expansion", species=species, r_cut=r_cut, n_max=n_max,
-                            l_max=l_max, sigma=sigma, convention="featomic",
-                            cutoff={"name": "shifted_cosine", "width": width})
-    ours = d.compute(atoms, gradients=True, strain_gradients=periodic)
     column = {label: k for k, label in enumerate(d.feature_labels)}
     pair = {(int(row), int(atom)): p for p, (row, atom) in enumerate(ours.gradient_pairs)}
     scale = max(np.abs(block.values).max() for block in theirs.blocks())
@@ -237,24 +225,34 @@ def test_featomic_convention_expansion_matches_featomics(name):
     assert compared > 0
 
 
-def compare_with_featomic(atoms: Atoms, r_cut: float, n_max: int, l_max: int, sigma: float,
-                          width: float) -> None:
-    """Features, position and (cells) strain gradients of ``convention="featomic"``
-    against featomic's ``SoapPowerSpectrum``, block by block."""
+def featomic_and_ours(calculator: str, family: str, atoms: Atoms, r_cut: float, n_max: int,
+                      l_max: int, sigma: float, width: float):
+    """featomic's ``calculator`` and atomdesc's ``family`` (``convention="featomic"``) with
+    the same hyper-parameters, both computed with position and (cells) strain gradients:
+    (featomic's TensorMap, the descriptor, its result)."""
     featomic = pytest.importorskip("featomic")
     species = sorted(set(atoms.get_chemical_symbols()), key=atomic_numbers.get)
-    calculator = featomic.SoapPowerSpectrum(
+    theirs = getattr(featomic, calculator)(
         cutoff={"radius": r_cut, "smoothing": {"type": "ShiftedCosine", "width": width}},
         density={"type": "Gaussian", "width": sigma},
         basis={"type": "TensorProduct", "max_angular": l_max, "spline_accuracy": None,
                "radial": {"type": "Gto", "max_radial": n_max - 1}})
     periodic = bool(atoms.pbc.any())  # featomic's strain gradients need a cell
-    theirs = calculator.compute(atoms, gradients=["positions", "strain"] if periodic
-                                else ["positions"])
-    d = atomdesc.descriptor("soap", species=species, r_cut=r_cut, n_max=n_max, l_max=l_max,
+    d = atomdesc.descriptor(family, species=species, r_cut=r_cut, n_max=n_max, l_max=l_max,
                             sigma=sigma, convention="featomic",
                             cutoff={"name": "shifted_cosine", "width": width})
-    ours = d.compute(atoms, gradients=True, strain_gradients=periodic)
+    return (theirs.compute(atoms, gradients=["positions", "strain"] if periodic
+                           else ["positions"]),
+            d, d.compute(atoms, gradients=True, strain_gradients=periodic))
+
+
+def compare_with_featomic(atoms: Atoms, r_cut: float, n_max: int, l_max: int, sigma: float,
+                          width: float) -> None:
+    """Features, position and (cells) strain gradients of ``convention="featomic"``
+    against featomic's ``SoapPowerSpectrum``, block by block."""
+    theirs, d, ours = featomic_and_ours("SoapPowerSpectrum", "soap", atoms, r_cut=r_cut,
+                                        n_max=n_max, l_max=l_max, sigma=sigma, width=width)
+    periodic = bool(atoms.pbc.any())
     column = {label: k for k, label in enumerate(d.feature_labels)}
     pair = {(int(row), int(atom)): p for p, (row, atom) in enumerate(ours.gradient_pairs)}
     # the radial spline's derivatives are tabulated to 1e-8 of the largest (featomic's
