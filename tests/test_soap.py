@@ -13,7 +13,7 @@ from ase.io import read
 
 import atomdesc
 from atomdesc.plugins import soap as soap_plugin
-from atomdesc.plugins.soap_angular import real_ylm
+from atomdesc.plugins.soap_angular import coupling_tensor, real_ylm
 from atomdesc.plugins.soap_radial import GTOBasis
 from atomdesc.radial import gaussian_radial_integral
 from atomdesc.registry import get_registry
@@ -294,6 +294,30 @@ def test_rotation_invariance(family, options, molecule_hco, checks):
         rot.positions = molecule_hco.positions @ checks.random_rotation(seed).T
         b = d.compute(rot).features
         assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max()
+
+
+def test_coupling_tensors_are_invariant_up_to_l_max_8(checks):
+    """Every real coupling tensor T(l1, l2, l3), l1 <= l2 <= l3 <= l1 + l2 <= ... up to 8:
+    unit norm, unchanged by a rotation (D_l of the real Y_lm, fitted from rotated points),
+    and by an inversion changed by (-1)^(l1 + l2 + l3) (pseudoscalars for odd sums)."""
+    rng = np.random.default_rng(11)
+    u = rng.normal(size=(300, 3))
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    rotation = checks.random_rotation(3)
+    y = real_ylm(8, u)
+    for transform, parity in ((rotation, False), (-rotation, True)):
+        moved = real_ylm(8, u @ transform.T)
+        # Y_l(R u) = D_l Y_l(u): D_l^T by least squares over the points
+        d = [np.linalg.lstsq(y[:, l * l:(l + 1) ** 2], moved[:, l * l:(l + 1) ** 2],
+                             rcond=None)[0].T for l in range(9)]
+        for l1 in range(9):
+            for l2 in range(l1, 9):
+                for l3 in range(l2, min(l1 + l2, 8) + 1):
+                    t = coupling_tensor(l1, l2, l3)
+                    assert np.linalg.norm(t) == pytest.approx(1.0, rel=1e-12)
+                    sign = (-1) ** (l1 + l2 + l3) if parity else 1
+                    turned = np.einsum("abc,ia,jb,kc->ijk", t, d[l1], d[l2], d[l3])
+                    assert np.abs(turned - sign * t).max() <= 1e-10, (l1, l2, l3)
 
 
 def test_bispectrum_parity(molecule_hco):
