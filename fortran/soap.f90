@@ -291,7 +291,7 @@ contains
     real(dp), intent(inout) :: dF(:, :)
     integer, intent(in), optional :: only(:)
     integer :: f, l, lo, hi, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, p2, p3, m1, m2, m3, j, nj
-    real(dp) :: v
+    real(dp) :: v, s(3)
     nj = size(dF, 1)
     if (present(only)) nj = size(only)
     do j = 1, nj
@@ -334,16 +334,33 @@ contains
         m3 = 2 * fmap(9, f) + 1
         p2 = m1
         p3 = m1 + m2
-        do x = 1, 3
-          v = 0.0_dp
-          if (a1 == a) v = v + dot_product(adj(1:m1, f), dc(o1 + 1:o1 + m1, n1, x))
-          if (a2 == a) v = v + dot_product(adj(p2 + 1:p2 + m2, f), dc(o2 + 1:o2 + m2, n2, x))
-          if (a3 == a) v = v + dot_product(adj(p3 + 1:p3 + m3, f), dc(o3 + 1:o3 + m3, n3, x))
-          dF(f, x) = ffac(f) * v
-        end do
+        ! the three directions together: each adjoint entry read once
+        s = 0.0_dp
+        if (a1 == a) call add_adjoint_dot(m1, adj(1:m1, f), dc(o1 + 1:o1 + m1, n1, :), s)
+        if (a2 == a) call add_adjoint_dot(m2, adj(p2 + 1:p2 + m2, f), dc(o2 + 1:o2 + m2, n2, :), s)
+        if (a3 == a) call add_adjoint_dot(m3, adj(p3 + 1:p3 + m3, f), dc(o3 + 1:o3 + m3, n3, :), s)
+        dF(f, :) = ffac(f) * s
       end if
     end do
   end subroutine invariant_derivs
+
+  !> s(x) += sum_m w(m) d(m, x), x = 1..3.
+  pure subroutine add_adjoint_dot(m, w, d, s)
+    integer, intent(in) :: m
+    real(dp), intent(in) :: w(m), d(:, :)
+    real(dp), intent(inout) :: s(3)
+    integer :: k
+    real(dp) :: s1, s2, s3
+    s1 = s(1)
+    s2 = s(2)
+    s3 = s(3)
+    do k = 1, m
+      s1 = s1 + w(k) * d(k, 1)
+      s2 = s2 + w(k) * d(k, 2)
+      s3 = s3 + w(k) * d(k, 3)
+    end do
+    s = [s1, s2, s3]
+  end subroutine add_adjoint_dot
 
   !> c(:, lm, a) += wr(:, l) y(lm): the density coefficients, n fastest.
   pure subroutine accumulate_c(nmax, lmax, nlm, wr, y, c)
