@@ -208,6 +208,17 @@ def test_derivatives_periodic(family, options, periodic_hco, checks):
     assert strain_err <= 1e-6
 
 
+@pytest.mark.parametrize("average", ["off", "inner"])
+@pytest.mark.parametrize("structure", ["molecule_hco", "periodic_hco"])
+def test_bispectrum_pseudoscalar_derivatives(structure, average, request, checks):
+    """parity="all": the odd-l invariants' derivatives too (their coupling tensors are the
+    imaginary parts), per centre and of the mean coefficients."""
+    d = small("bispectrum", r_cut=3.0, parity="all", average=average)
+    grad_err, strain_err = finite_difference_errors(d, request.getfixturevalue(structure), checks)
+    assert grad_err <= 1e-6
+    assert strain_err <= 1e-6
+
+
 # ------------------------------------------------------------------ compression mu1nu1
 
 
