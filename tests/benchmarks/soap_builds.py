@@ -8,7 +8,13 @@ process per build per round, and each call's CPU time (``time.process_time``) is
     python tests/benchmarks/soap_builds.py /tmp/venv-old/bin/python /tmp/venv-new/bin/python \\
         --systems si512 water192 cuau864 g2 --rounds 4
 
-Convention ``featomic`` with the hyper-parameters of the SOAP benchmark (``soap_cases.py``).
+Convention ``featomic`` with the hyper-parameters of the SOAP benchmark (``soap_cases.py``);
+``--family bispectrum`` (or ``spherical_expansion``) takes that family with the same cutoff
+and density and the basis of ``--n-max`` and ``--l-max`` (the bispectrum's features grow as
+(n_max (l_max + 1))^3)::
+
+    python tests/benchmarks/soap_builds.py OLD/bin/python NEW/bin/python --family bispectrum \
+        --n-max 4 --l-max 4 --systems si512 water192 --rounds 3
 """
 
 from __future__ import annotations
@@ -26,16 +32,23 @@ CALLS = {"features": {}, "+ gradients": {"gradients": True},
          "+ gradients + strain": {"gradients": True, "strain_gradients": True}}
 
 
-def child(systems: list[str]) -> None:
+def child(args: argparse.Namespace) -> None:
     """Time every call of every system with the atomdesc of this interpreter; print JSON."""
     sys.path.insert(0, str(HERE))
+    import atomdesc
     import soap_cases
     from systems import SYSTEMS
 
     out = {}
-    for key in systems:
+    for key in args.systems:
         system = SYSTEMS[key]()
-        descriptor = soap_cases.ours(system, "featomic")
+        if args.family == "soap":
+            descriptor = soap_cases.ours(system, "featomic")
+        else:
+            descriptor = atomdesc.descriptor(
+                args.family, species=system.species, r_cut=soap_cases.R_CUT, n_max=args.n_max,
+                l_max=args.l_max, sigma=soap_cases.SIGMA, convention="featomic",
+                cutoff={"name": "shifted_cosine", "width": soap_cases.WIDTH})
         for name, options in CALLS.items():
             best = float("inf")
             for _ in range(3):
@@ -52,17 +65,22 @@ def main() -> int:
     parser.add_argument("pythons", nargs=2, metavar="PYTHON", help="interpreters: before, after")
     parser.add_argument("--systems", nargs="+", default=["si512", "water192", "cuau864", "g2"])
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--family", choices=["soap", "bispectrum", "spherical_expansion"],
+                        default="soap")
+    parser.add_argument("--n-max", type=int, default=4, help="not for soap (the benchmark's 8)")
+    parser.add_argument("--l-max", type=int, default=4, help="not for soap (the benchmark's 6)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.systems)
+        child(args)
         return 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     best: list[dict[str, float]] = [{}, {}]
     for _ in range(args.rounds):
         for which, python in enumerate(args.pythons):
             done = subprocess.run(
-                [python, __file__, *args.pythons, "--child", "--systems", *args.systems],
+                [python, __file__, *args.pythons, "--child", "--systems", *args.systems,
+                 "--family", args.family, "--n-max", str(args.n_max), "--l-max", str(args.l_max)],
                 capture_output=True, text=True, env=env, cwd="/", check=True)
             times = json.loads(done.stdout.strip().splitlines()[-1])
             for key, seconds in times.items():
