@@ -290,7 +290,7 @@ contains
     integer(c_int), intent(in) :: fmap(:, :)
     real(dp), intent(inout) :: dF(:, :)
     integer, intent(in), optional :: only(:)
-    integer :: f, l, lo, hi, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, p2, p3, m1, m2, m3, j, nj
+    integer :: f, l, lo, hi, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, p3, m1, m2, m3, j, nj
     real(dp) :: v, s(3)
     nj = size(dF, 1)
     if (present(only)) nj = size(only)
@@ -329,15 +329,14 @@ contains
         o1 = fmap(3, f)**2
         o2 = fmap(6, f)**2
         o3 = fmap(9, f)**2
-        m1 = 2 * fmap(3, f) + 1
+        m1 = 2 * fmap(3, f) + 1  ! the adjoints' lengths (bispectrum_adjoints)
         m2 = 2 * fmap(6, f) + 1
         m3 = 2 * fmap(9, f) + 1
-        p2 = m1
         p3 = m1 + m2
         ! the three directions together: each adjoint entry read once
         s = 0.0_dp
         if (a1 == a) call add_adjoint_dot(m1, adj(1:m1, f), dc(o1 + 1:o1 + m1, n1, :), s)
-        if (a2 == a) call add_adjoint_dot(m2, adj(p2 + 1:p2 + m2, f), dc(o2 + 1:o2 + m2, n2, :), s)
+        if (a2 == a) call add_adjoint_dot(m2, adj(m1 + 1:p3, f), dc(o2 + 1:o2 + m2, n2, :), s)
         if (a3 == a) call add_adjoint_dot(m3, adj(p3 + 1:p3 + m3, f), dc(o3 + 1:o3 + m3, n3, :), s)
         dF(f, :) = ffac(f) * s
       end if
@@ -581,6 +580,15 @@ contains
     integer(int64) :: o, base, lo, hi, pos, next, first, align
     integer :: p, c, j
     logical :: live
+    if (size(dirty) == 0) then  ! nothing recycled to mind: each run one copy
+      do c = 0, 8
+        base = int(c, int64) * nf
+        do j = 1, nlr
+          row(base + f0s(j):base + f1s(j)) = st6(f0s(j):f1s(j), sym(c))
+        end do
+      end do
+      return
+    end if
     do p = 1, size(dirty)
       o = dirty(p)
       live = .false.
@@ -605,14 +613,10 @@ contains
       end if
     end do
     ! the live runs outside the pages written whole (every listed page with live features)
+    align = modulo(dirty(1), int(w, int64))  ! every page of the row starts so
     do c = 0, 8
       base = int(c, int64) * nf
       do j = 1, nlr
-        if (size(dirty) == 0) then
-          row(base + f0s(j):base + f1s(j)) = st6(f0s(j):f1s(j), sym(c))
-          cycle
-        end if
-        align = modulo(dirty(1), int(w, int64))  ! every page of the row starts so
         pos = base + f0s(j) - 1
         do while (pos < base + f1s(j))
           first = pos - modulo(pos - align, int(w, int64))  ! the page that holds pos
