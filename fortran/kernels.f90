@@ -81,12 +81,16 @@ contains
   !> that recycled memory may leave non-zero are still to clear: page_words long at the
   !> word offsets dirty(dirty_start(i) + 1:dirty_start(i + 1)) from strain(1, 1, 1, i),
   !> each inside it (output_memory.untouched_zero_rows; the caller checks the bounds).
+  !> keys, feature_keys, channel_keys_start and channel_keys: the bispectrum's adjoint
+  !> keys (kind 2 only; plugins/soap.py, Bispectrum._build_adjoint_keys), feature_keys
+  !> with a column for each of the nf features.
   !> See soap.f90 for the radial table and the feature map.
   subroutine soap(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, slot_start, &
                   centre_species, chan, sw, self_c, rtab, rgrid, rmax, lmax, nmax, nchan, star, &
-                  fmap, ffac, ct_start, ct_m, ct_val, want_grad, want_strain, zeroed, dirty, &
+                  fmap, ffac, ct_start, ct_m, ct_val, keys, feature_keys, channel_keys_start, &
+                  channel_keys, want_grad, want_strain, zeroed, dirty, &
                   dirty_start, page_words, nthreads, feat, grad, strain, nf, nslots, nsc, nc, ne, &
-                  nsp, nfun, ntab, ngrid, nmap, nfm, nt1, nnz, ndirty)
+                  nsp, nfun, ntab, ngrid, nmap, nfm, nt1, nnz, ndirty, nkey, nfk, nck1, nck)
     !f2py threadsafe
     !f2py integer intent(hide), depend(centre_slot) :: nc = len(centre_slot)
     !f2py integer intent(hide), depend(dist) :: ne = len(dist)
@@ -102,6 +106,13 @@ contains
     !f2py integer intent(hide), depend(grad) :: nslots = shape(grad, 2)
     !f2py integer intent(hide), depend(strain) :: nsc = shape(strain, 3)
     !f2py integer intent(hide), depend(dirty) :: ndirty = len(dirty)
+    !f2py integer intent(hide), depend(keys) :: nkey = shape(keys, 1)
+    !f2py integer intent(hide), depend(feature_keys) :: nfk = shape(feature_keys, 1)
+    !f2py integer intent(hide), depend(channel_keys_start) :: nck1 = len(channel_keys_start)
+    !f2py integer intent(hide), depend(channel_keys) :: nck = len(channel_keys)
+    integer(c_int), intent(in) :: nkey, nfk, nck1, nck
+    integer(c_int), intent(in) :: keys(9, nkey), feature_keys(3, nfk), channel_keys_start(nck1)
+    integer(c_int), intent(in) :: channel_keys(nck)
     integer(c_int), intent(in) :: nc, ne, nsp, nfun, ntab, ngrid, nmap, nfm, nt1, nnz, nf, nslots
     integer(c_int), intent(in) :: nsc, ndirty, kind, lmax, nmax, nchan, star, nthreads, page_words
     integer(8), intent(in) :: dirty(ndirty), dirty_start(nsc + 1)
@@ -115,7 +126,8 @@ contains
 
     call soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                       slot_start, centre_species, chan, sw, self_c, rtab, rgrid, rmax, lmax, &
-                      nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad .and. nslots > 0, &
+                      nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, keys, feature_keys, &
+                      channel_keys_start, channel_keys, want_grad .and. nslots > 0, &
                       want_strain .and. nsc > 0, zeroed, dirty, dirty_start, page_words, &
                       nthreads, feat, grad, strain)
   end subroutine soap
@@ -124,10 +136,12 @@ contains
   !> derivatives from dc(nlm, nmax, nchan, 3, ns) and dcs(nlm, nmax, nchan, 3, 3):
   !> feat(nf), grad(nf, 3, ns), strain(nf, 3, 3, 1), every element written; without
   !> gradients or strain pass a grad or strain of size 0 (f2py refuses an empty dc
-  !> or dcs, so their sizes are separate). nf must be the number of columns of fmap.
+  !> or dcs, so their sizes are separate). nf must be the number of columns of fmap
+  !> and (kind 2) of feature_keys; keys and feature_keys as for soap.
   subroutine soap_invariants(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
-                             want_grad, want_strain, feat, grad, strain, &
-                             nf, nlm, nmax, nchan, nsd, ns, nss, nst, nmap, nfm, nt1, nnz)
+                             keys, feature_keys, want_grad, want_strain, feat, grad, strain, &
+                             nf, nlm, nmax, nchan, nsd, ns, nss, nst, nmap, nfm, nt1, nnz, &
+                             nkey, nfk)
     !f2py threadsafe
     !f2py integer intent(hide), depend(c) :: nlm = shape(c, 0)
     !f2py integer intent(hide), depend(c) :: nmax = shape(c, 1)
@@ -141,15 +155,18 @@ contains
     !f2py integer intent(hide), depend(ct_val) :: nnz = len(ct_val)
     !f2py integer intent(hide), depend(feat) :: nf = len(feat)
     !f2py integer intent(hide), depend(strain) :: nst = shape(strain, 3)
+    !f2py integer intent(hide), depend(keys) :: nkey = shape(keys, 1)
+    !f2py integer intent(hide), depend(feature_keys) :: nfk = shape(feature_keys, 1)
     integer(c_int), intent(in) :: kind, nf, nlm, nmax, nchan, nsd, ns, nss, nst, nmap, nfm, nt1, nnz
+    integer(c_int), intent(in) :: nkey, nfk, keys(9, nkey), feature_keys(3, nfk)
     real(c_double), intent(in) :: c(nlm, nmax, nchan), dc(nlm, nmax, nchan, 3, nsd)
     real(c_double), intent(in) :: dcs(nlm, nmax, nchan, 3, nss), ffac(nfm), ct_val(nnz)
     integer(c_int), intent(in) :: fmap(nmap, nfm), ct_start(nt1), ct_m(3, nnz)
     logical, intent(in) :: want_grad, want_strain
     real(c_double), intent(inout) :: feat(nf), grad(nf, 3, ns), strain(nf, 3, 3, nst)
 
-    call soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
-                            want_grad .and. ns == nsd, want_strain .and. nss == 3 .and. nst == 1, &
+    call soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, keys, &
+                            feature_keys, want_grad .and. ns == nsd, want_strain .and. nss == 3 .and. nst == 1, &
                             feat, grad, strain)
   end subroutine soap_invariants
 

@@ -242,61 +242,20 @@ contains
     end do
   end subroutine invariant_values
 
-  !> For the bispectrum's derivatives, the three adjoints of each feature (of those
-  !> listed in only, if given): adj(m1, f) = sum of T c2 c3 over its terms with that m1
-  !> (2 l1 + 1 entries), then 2 l2 + 1 entries of T c1 c3 by m2 and 2 l3 + 1 of T c1 c2
-  !> by m3. A change dc of the coefficients changes the feature by their dot products
-  !> with it (invariant_derivs): one pass over the terms per centre instead of one per
-  !> neighbour.
-  pure subroutine bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj, only)
-    real(dp), intent(in) :: c(:, :, :), ct_val(:)
-    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
-    real(dp), intent(inout) :: adj(:, :)
-    integer, intent(in), optional :: only(:)
-    integer :: f, k, t, o1, o2, o3, p2, p3, j, nj
-    real(dp) :: c1, c2, c3, v
-    nj = size(adj, 2)
-    if (present(only)) nj = size(only)
-    do j = 1, nj
-      f = j
-      if (present(only)) f = only(j)
-      o1 = fmap(3, f)**2
-      o2 = fmap(6, f)**2
-      o3 = fmap(9, f)**2
-      p2 = 2 * fmap(3, f) + 1
-      p3 = p2 + 2 * fmap(6, f) + 1
-      adj(1:p3 + 2 * fmap(9, f) + 1, f) = 0.0_dp
-      t = fmap(10, f)
-      do k = ct_start(t) + 1, ct_start(t + 1)
-        c1 = c(o1 + ct_m(1, k), fmap(2, f), fmap(1, f))
-        c2 = c(o2 + ct_m(2, k), fmap(5, f), fmap(4, f))
-        c3 = c(o3 + ct_m(3, k), fmap(8, f), fmap(7, f))
-        v = ct_val(k)
-        adj(ct_m(1, k), f) = adj(ct_m(1, k), f) + v * c2 * c3
-        adj(p2 + ct_m(2, k), f) = adj(p2 + ct_m(2, k), f) + v * c1 * c3
-        adj(p3 + ct_m(3, k), f) = adj(p3 + ct_m(3, k), f) + v * c1 * c2
-      end do
-    end do
-  end subroutine bispectrum_adjoints
-
   !> Derivatives dF(f, x) of the invariants along three directions dc(:, :, x)
-  !> of the coefficients of channel a only (the other channels fixed); with
-  !> only, just the features listed there (the other rows of dF are not written).
-  !> The bispectrum's come from its adjoints adj (bispectrum_adjoints, for the same
-  !> features), the power spectrum's from c (adj unused).
-  pure subroutine invariant_derivs(kind, c, adj, dc, a, fmap, ffac, dF, only)
+  !> of the coefficients of channel a only (the other channels fixed). The
+  !> bispectrum's come from its adjoints adj (keyed_adjoints; fkey(s, f) is feature
+  !> f's key for slot s), the power spectrum's from c (adj and fkey unused). For
+  !> derivatives of any form (averaged coefficients); a neighbour's own derivatives
+  !> have a form that needs less (keyed_derivs, add_feature_derivs).
+  pure subroutine invariant_derivs(kind, c, adj, fkey, dc, a, fmap, ffac, dF)
     integer, intent(in) :: kind, a
     real(dp), intent(in) :: c(:, :, :), adj(:, :), dc(:, :, :), ffac(:)
-    integer(c_int), intent(in) :: fmap(:, :)
+    integer(c_int), intent(in) :: fmap(:, :), fkey(:, :)
     real(dp), intent(inout) :: dF(:, :)
-    integer, intent(in), optional :: only(:)
-    integer :: f, l, lo, hi, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, p3, m1, m2, m3, j, nj
+    integer :: f, l, lo, hi, x, o1, o2, o3, a1, a2, a3, n1, n2, n3, m1, m2, m3
     real(dp) :: v, s(3)
-    nj = size(dF, 1)
-    if (present(only)) nj = size(only)
-    do j = 1, nj
-      f = j
-      if (present(only)) f = only(j)
+    do f = 1, size(dF, 1)
       if (kind == KIND_POWER) then
         a1 = fmap(1, f)
         a2 = fmap(3, f)
@@ -329,15 +288,14 @@ contains
         o1 = fmap(3, f)**2
         o2 = fmap(6, f)**2
         o3 = fmap(9, f)**2
-        m1 = 2 * fmap(3, f) + 1  ! the adjoints' lengths (bispectrum_adjoints)
+        m1 = 2 * fmap(3, f) + 1  ! the adjoints' lengths
         m2 = 2 * fmap(6, f) + 1
         m3 = 2 * fmap(9, f) + 1
-        p3 = m1 + m2
         ! the three directions together: each adjoint entry read once
         s = 0.0_dp
-        if (a1 == a) call add_adjoint_dot(m1, adj(1:m1, f), dc(o1 + 1:o1 + m1, n1, :), s)
-        if (a2 == a) call add_adjoint_dot(m2, adj(m1 + 1:p3, f), dc(o2 + 1:o2 + m2, n2, :), s)
-        if (a3 == a) call add_adjoint_dot(m3, adj(p3 + 1:p3 + m3, f), dc(o3 + 1:o3 + m3, n3, :), s)
+        if (a1 == a) call add_adjoint_dot(m1, adj(1:m1, fkey(1, f)), dc(o1 + 1:o1 + m1, n1, :), s)
+        if (a2 == a) call add_adjoint_dot(m2, adj(1:m2, fkey(2, f)), dc(o2 + 1:o2 + m2, n2, :), s)
+        if (a3 == a) call add_adjoint_dot(m3, adj(1:m3, fkey(3, f)), dc(o3 + 1:o3 + m3, n3, :), s)
         dF(f, :) = ffac(f) * s
       end if
     end do
@@ -360,6 +318,104 @@ contains
     end do
     s = [s1, s2, s3]
   end subroutine add_adjoint_dot
+
+  !> The bispectrum's adjoints by key (plugins/soap.py, Bispectrum._build_adjoint_keys):
+  !> adj(m, k) = sum of T c_p c_q over the terms of key k's tensor with m in its slot s,
+  !> c_p and c_q the coefficients of its other two orbitals; for the keys with use(k)
+  !> only, if given: the feature changes by its dot product with a change of the
+  !> coefficients of slot s (keyed_derivs, invariant_derivs). Formed once per centre,
+  !> and once for all the features that share it.
+  pure subroutine keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj, use)
+    real(dp), intent(in) :: c(:, :, :), ct_val(:)
+    integer(c_int), intent(in) :: keys(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(inout) :: adj(:, :)
+    logical, intent(in), optional :: use(:)
+    integer, parameter :: others(2, 3) = reshape([2, 3, 1, 3, 1, 2], [2, 3])
+    integer :: k, i, t, s, p, q, op, oq, np_, nq, ap, aq
+    do k = 1, size(keys, 2)
+      if (present(use)) then
+        if (.not. use(k)) cycle
+      end if
+      s = keys(1, k)
+      t = keys(2, k)
+      p = others(1, s)
+      q = others(2, s)
+      ap = keys(4, k)
+      np_ = keys(5, k)
+      op = keys(6, k)**2
+      aq = keys(7, k)
+      nq = keys(8, k)
+      oq = keys(9, k)**2
+      adj(1:2 * keys(3, k) + 1, k) = 0.0_dp
+      do i = ct_start(t) + 1, ct_start(t + 1)
+        adj(ct_m(s, i), k) = adj(ct_m(s, i), k) &
+                             + ct_val(i) * c(op + ct_m(p, i), np_, ap) * c(oq + ct_m(q, i), nq, aq)
+      end do
+    end do
+  end subroutine keyed_adjoints
+
+  !> Derivatives dF(f, x) of the bispectrum along the move of one neighbour of channel
+  !> a, at unit vector u, with y(lm) and gy(lm, x) its harmonics and their gradient
+  !> and wrf, wdrf its weighted radial functions and their derivatives (index
+  !> nmax l + n): its coefficients change by dc(lm, n, x) = wdrf u_x y(lm) +
+  !> wrf gy(lm, x), so a feature's slot with orbital (a, n, l) and adjoint adj changes
+  !> by wdrf(n, l) u_x (adj . y_l) + wrf(n, l) (adj . gy_l,x): the four dot products
+  !> are formed once per key (ks: those of channel a, or those of them in use), in sk,
+  !> and shared by the features that differ in n or in the channel of that slot.
+  !> slot_chan(:, f) and slot_rad(:, f) are feature f's channels and radial indices
+  !> by slot, fkey(:, f) its keys; with only, just the features listed there (the
+  !> other rows of dF are not written).
+  pure subroutine keyed_derivs(nf, nk, nlm, nfun, a, u, y, gy, wrf, wdrf, keys, ks, adj, &
+                               slot_chan, slot_rad, fkey, ffac, sk, dF, only)
+    integer, intent(in) :: nf, nk, nlm, nfun, a
+    real(dp), intent(in) :: u(3), y(nlm), gy(nlm, 3), wrf(nfun), wdrf(nfun), adj(:, :), ffac(nf)
+    integer(c_int), intent(in) :: keys(9, nk), ks(:), fkey(3, nf)
+    integer, intent(in) :: slot_chan(3, nf), slot_rad(3, nf)
+    real(dp), intent(inout) :: sk(4, nk), dF(nf, 3)
+    integer, intent(in), optional :: only(:)
+    integer :: j, k, o, m, f, nj, slot, i
+    real(dp) :: s0, s1, s2, s3, w, r, d1, d2, d3
+    do j = 1, size(ks)
+      k = ks(j)
+      o = keys(3, k)**2
+      s0 = 0.0_dp
+      s1 = 0.0_dp
+      s2 = 0.0_dp
+      s3 = 0.0_dp
+      do m = 1, 2 * keys(3, k) + 1
+        w = adj(m, k)
+        s0 = s0 + w * y(o + m)
+        s1 = s1 + w * gy(o + m, 1)
+        s2 = s2 + w * gy(o + m, 2)
+        s3 = s3 + w * gy(o + m, 3)
+      end do
+      sk(1, k) = s0
+      sk(2, k) = s1
+      sk(3, k) = s2
+      sk(4, k) = s3
+    end do
+    nj = nf
+    if (present(only)) nj = size(only)
+    do j = 1, nj
+      f = j
+      if (present(only)) f = only(j)
+      d1 = 0.0_dp
+      d2 = 0.0_dp
+      d3 = 0.0_dp
+      do slot = 1, 3
+        if (slot_chan(slot, f) /= a) cycle
+        k = fkey(slot, f)
+        i = slot_rad(slot, f)
+        r = wdrf(i) * sk(1, k)
+        d1 = d1 + (r * u(1) + wrf(i) * sk(2, k))
+        d2 = d2 + (r * u(2) + wrf(i) * sk(3, k))
+        d3 = d3 + (r * u(3) + wrf(i) * sk(4, k))
+      end do
+      dF(f, 1) = ffac(f) * d1
+      dF(f, 2) = ffac(f) * d2
+      dF(f, 3) = ffac(f) * d3
+    end do
+  end subroutine keyed_derivs
 
   !> c(:, lm, a) += wr(:, l) y(lm): the density coefficients, n fastest.
   pure subroutine accumulate_c(nmax, lmax, nlm, wr, y, c)
@@ -775,7 +831,8 @@ contains
 
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rgrid, rmax, &
-                          lmax, nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, want_grad, &
+                          lmax, nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, keys, &
+                          feature_keys, channel_keys_start, channel_keys, want_grad, &
                           want_strain, zeroed, dirty, dirty_start, page_words, nthreads, feat, &
                           grad, strain)
     !$ use omp_lib, only: omp_get_max_threads
@@ -783,6 +840,9 @@ contains
     integer(c_int), intent(in) :: nbr_start(:), nbr_species(:), nbr_slot(:), centre_slot(:)
     integer(c_int), intent(in) :: slot_start(:), centre_species(:), chan(:)
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    ! the bispectrum's adjoint keys (kernels.f90, soap)
+    integer(c_int), intent(in) :: keys(:, :), feature_keys(:, :), channel_keys_start(:)
+    integer(c_int), intent(in) :: channel_keys(:)
     real(dp), intent(in) :: vec(:, :), dist(:), sw(:), self_c(:), rtab(:, :, :), rgrid(:), rmax
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain, zeroed
@@ -793,6 +853,7 @@ contains
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
     integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:)
+    integer, allocatable :: slot_chan(:, :), slot_rad(:, :)
     integer, allocatable :: run_first(:), rpair(:), pr_start(:), pr(:)
     integer :: nruns, r
 
@@ -900,45 +961,62 @@ contains
       return
     end if
 
+    if (kind == KIND_BISPECTRUM) then
+      ! each feature's channel and radial function (index nmax l + n) by slot
+      allocate (slot_chan(3, nf), slot_rad(3, nf))
+      do f = 1, nf
+        do r = 1, 3
+          slot_chan(r, f) = fmap(3 * r - 2, f)
+          slot_rad(r, f) = nmax * fmap(3 * r, f) + fmap(3 * r - 1, f)
+        end do
+      end do
+    else
+      allocate (slot_chan(1, 1), slot_rad(1, 1))
+    end if
+
     !$omp parallel num_threads(nt) default(shared) private(ic)
     block
       real(dp), allocatable :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
-      real(dp), allocatable :: ue(:, :), re(:)
+      real(dp), allocatable :: ue(:, :), re(:), wrf(:, :), wdrf(:, :), sk(:, :)
       real(dp), allocatable :: q(:, :, :), cm(:, :), sm(:, :), yb(:, :), dyb(:, :, :), dF(:, :)
       real(dp), allocatable :: adj(:, :)
-      integer, allocatable :: echan(:), blive(:)
-      logical, allocatable :: here(:)
+      integer, allocatable :: echan(:), blive(:), used_keys(:), used_keys_start(:)
+      logical, allocatable :: here(:), keyuse(:)
       logical :: derivs
       derivs = want_grad .or. want_strain
       allocate (c(nlm, nmax, nchan), rf(nfun), drf(nfun), y(nlm, maxn), ue(3, maxn), re(maxn))
       allocate (echan(maxn), here(nchan))
       if (zeroed .and. kind == KIND_BISPECTRUM) then
-        allocate (blive(nf))
+        allocate (blive(nf), keyuse(size(keys, 2)), used_keys(size(channel_keys)))
+        allocate (used_keys_start(nchan + 1))
       else
-        allocate (blive(1))
+        allocate (blive(1), keyuse(1), used_keys(1), used_keys_start(1))
       end if
       allocate (q(YLM_LANES, 0:lmax + 1, 0:lmax + 1), cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax))
       allocate (yb(YLM_LANES, nlm), dyb(YLM_LANES, 3, nlm))
-      if (derivs) then
-        allocate (dce(nlm, nmax, 3, maxn), gy(nlm, 3, maxn))
-        if (kind /= KIND_EXPANSION) then
-          allocate (dF(nf, 3), adj(3 * (2 * lmax + 1), nf))
-        else
-          allocate (dF(1, 1), adj(1, 1))
-        end if
+      if (derivs .and. kind == KIND_EXPANSION) then
+        allocate (dce(nlm, nmax, 3, maxn), gy(nlm, 3, maxn), dF(1, 1), adj(1, 1))
+        allocate (wrf(1, 1), wdrf(1, 1), sk(1, 1))
+      else if (derivs) then
+        ! the bispectrum: the neighbours' harmonics and radial functions, and per key
+        ! its adjoint (2 l + 1 entries, l at most l_max) and four dot products
+        allocate (dce(1, 1, 1, 1), gy(nlm, 3, maxn), dF(nf, 3))
+        allocate (adj(2 * lmax + 1, size(keys, 2)), sk(4, size(keys, 2)))
+        allocate (wrf(nfun, maxn), wdrf(nfun, maxn))
       else
         allocate (dce(1, 1, 1, 1), dF(1, 1), gy(1, 1, 1), adj(1, 1))
+        allocate (wrf(1, 1), wdrf(1, 1), sk(1, 1))
       end if
       !$omp do schedule(dynamic, 4)
       do ic = 1, nc
         call one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &
-                        dF, adj, here, blive)
+                        dF, adj, here, blive, wrf, wdrf, sk, keyuse, used_keys, used_keys_start)
       end do
       !$omp end do
       ! Explicitly, as in acsf.f90: gfortran 12 may not free BLOCK-local
       ! allocatables inside a parallel region.
       deallocate (c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, dF, adj, here, &
-                  blive)
+                  blive, wrf, wdrf, sk, keyuse, used_keys, used_keys_start)
     end block
     !$omp end parallel
 
@@ -1213,17 +1291,21 @@ contains
     end subroutine power_one_centre
 
     subroutine one_centre(ic, derivs, c, dce, rf, drf, y, gy, ue, re, q, cm, sm, yb, dyb, echan, &
-                          dF, adj, here, blive)
+                          dF, adj, here, blive, wrf, wdrf, sk, keyuse, used_keys, used_keys_start)
       integer, intent(in) :: ic
       logical, intent(in) :: derivs
       real(dp), intent(inout) :: c(:, :, :), dce(:, :, :, :), rf(:), drf(:), y(:, :), gy(:, :, :)
       real(dp), intent(inout) :: ue(:, :), re(:)
       real(dp), intent(inout) :: q(:, 0:, 0:), cm(:, 0:), sm(:, 0:), yb(:, :), dyb(:, :, :)
       real(dp), intent(inout) :: dF(:, :), adj(:, :)
+      ! the bispectrum: the neighbours' weighted radial functions, the keys' dot products
+      real(dp), intent(inout) :: wrf(:, :), wdrf(:, :), sk(:, :)
       integer, intent(inout) :: echan(:)
-      ! zeroed bispectrum: the channels around the centre, and its features of those
-      logical, intent(inout) :: here(:)
-      integer, intent(inout) :: blive(:)
+      ! zeroed bispectrum: the channels around the centre, its features of those, the
+      ! adjoint keys whose other two channels are among them, and those of each channel
+      ! a, used_keys(used_keys_start(a) + 1:used_keys_start(a + 1))
+      logical, intent(inout) :: here(:), keyuse(:)
+      integer, intent(inout) :: blive(:), used_keys(:), used_keys_start(:)
       integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb, f, j, nlive, f0, f1
       real(dp) :: r, u(3), w, g(3), rv(3)
 
@@ -1259,7 +1341,10 @@ contains
             end do
           end do
         end do
-        if (derivs) then
+        if (derivs .and. kind == KIND_BISPECTRUM) then
+          wrf(:, e) = w * rf
+          wdrf(:, e) = w * drf
+        else if (derivs .and. kind == KIND_EXPANSION) then
           do l = 0, lmax
             off = nmax * l
             do m = -l, l
@@ -1307,9 +1392,22 @@ contains
       end if
       if (.not. derivs) return
       if (kind == KIND_BISPECTRUM .and. zeroed) then
-        call bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj, blive(:nlive))
+        do j = 1, size(keys, 2)
+          keyuse(j) = here(keys(4, j)) .and. here(keys(7, j))
+        end do
+        call keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj, keyuse)
+        used_keys_start(1) = 0
+        do a = 1, nchan
+          used_keys_start(a + 1) = used_keys_start(a)
+          if (.not. here(a)) cycle
+          do j = channel_keys_start(a) + 1, channel_keys_start(a + 1)
+            if (.not. keyuse(channel_keys(j))) cycle
+            used_keys_start(a + 1) = used_keys_start(a + 1) + 1
+            used_keys(used_keys_start(a + 1)) = channel_keys(j)
+          end do
+        end do
       else if (kind == KIND_BISPECTRUM) then
-        call bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj)
+        call keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj)
       end if
 
       if (want_strain) call clear_strain_pages(ic)
@@ -1390,7 +1488,10 @@ contains
             end if
           end do
         else if (zeroed) then   ! the bispectrum, features of the list only
-          call invariant_derivs(kind, c, adj, dce(:, :, :, e), a, fmap, ffac, dF, blive(:nlive))
+          call keyed_derivs(nf, size(keys, 2), nlm, nfun, a, ue(:, e), y(:, e), gy(:, :, e), &
+                            wrf(:, e), wdrf(:, e), keys, &
+                            used_keys(used_keys_start(a) + 1:used_keys_start(a + 1)), &
+                            adj, slot_chan, slot_rad, feature_keys, ffac, sk, dF, blive(:nlive))
           do x = 1, 3
             do j = 1, nlive
               f = blive(j)
@@ -1406,7 +1507,10 @@ contains
             end do
           end do
         else
-          call invariant_derivs(kind, c, adj, dce(:, :, :, e), a, fmap, ffac, dF)
+          call keyed_derivs(nf, size(keys, 2), nlm, nfun, a, ue(:, e), y(:, e), gy(:, :, e), &
+                            wrf(:, e), wdrf(:, e), keys, &
+                            channel_keys(channel_keys_start(a) + 1:channel_keys_start(a + 1)), &
+                            adj, slot_chan, slot_rad, feature_keys, ffac, sk, dF)
           if (want_grad) then
             call add_block(3 * nf, dF, grad(:, :, nbr_slot(s0 + e)))
             call subtract_block(3 * nf, dF, grad(:, :, centre_slot(ic)))
@@ -1447,10 +1551,11 @@ contains
   !> s, dcs(:, :, :, x, y) = dc / d eps_xy. Gives feat(nf), grad(nf, 3, ns),
   !> strain(nf, y, x, 1) = dF / d eps_xy, each written whole when asked for.
   subroutine soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, &
-                                want_grad, want_strain, feat, grad, strain)
+                                keys, feature_keys, want_grad, want_strain, feat, grad, strain)
     integer, intent(in) :: kind
     real(dp), intent(in) :: c(:, :, :), dc(:, :, :, :, :), dcs(:, :, :, :, :)
     integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    integer(c_int), intent(in) :: keys(:, :), feature_keys(:, :)
     real(dp), intent(in) :: ffac(:), ct_val(:)
     logical, intent(in) :: want_grad, want_strain
     real(dp), intent(inout) :: feat(:), grad(:, :, :), strain(:, :, :, :)
@@ -1459,9 +1564,9 @@ contains
     call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat)
     allocate (dF(size(feat), 3), d3(size(c, 1), size(c, 2), 3))
     if (kind == KIND_BISPECTRUM .and. (want_grad .or. want_strain)) then
-      ! 2 l + 1 entries for each of the three adjoints, l at most the largest l3
-      allocate (adj(3 * (2 * maxval(fmap(9, :)) + 1), size(feat)))
-      call bispectrum_adjoints(c, fmap, ct_start, ct_m, ct_val, adj)
+      ! 2 l + 1 entries for each key, l at most the largest l3
+      allocate (adj(2 * maxval(fmap(9, :)) + 1, size(keys, 2)))
+      call keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj)
     else
       allocate (adj(1, 1))
     end if
@@ -1470,7 +1575,7 @@ contains
       do s = 1, size(dc, 5)
         do a = 1, size(c, 3)
           d3 = dc(:, :, a, :, s)
-          call invariant_derivs(kind, c, adj, d3, a, fmap, ffac, dF)
+          call invariant_derivs(kind, c, adj, feature_keys, d3, a, fmap, ffac, dF)
           grad(:, :, s) = grad(:, :, s) + dF
         end do
       end do
@@ -1480,7 +1585,7 @@ contains
       do y = 1, 3
         do a = 1, size(c, 3)
           d3 = dcs(:, :, a, :, y)
-          call invariant_derivs(kind, c, adj, d3, a, fmap, ffac, dF)
+          call invariant_derivs(kind, c, adj, feature_keys, d3, a, fmap, ffac, dF)
           strain(:, y, :, 1) = strain(:, y, :, 1) + dF
         end do
       end do

@@ -223,6 +223,11 @@ class _DensityExpansion(Descriptor):
         self._ct_m = np.ones((1, 3), dtype=np.int32)
         self._ct_val = np.zeros(1)
         self._labels: tuple[tuple[Any, ...], ...] = ()
+        # the bispectrum's adjoint keys (_build_adjoint_keys); placeholders elsewhere
+        self._keys = np.zeros((1, 9), dtype=np.int32)
+        self._feature_keys = np.ones((1, 3), dtype=np.int32)
+        self._channel_keys_start = np.zeros(self.n_channels + 1, dtype=np.int32)
+        self._channel_keys = np.ones(1, dtype=np.int32)
 
     def _channel_names(self) -> list[str]:
         if self.compression == "mu2":
@@ -273,10 +278,11 @@ class _DensityExpansion(Descriptor):
     def _kernel(self, kind, system, centers, gradients, strain_gradients, n_threads, n_features):
         nb = KernelNeighbours.build(system, self.r_max, centers, self.species, gradients,
                                     n_threads)
-        n_coeffs = (self.l_max + 1) ** 2 * self.n_max * self.n_channels
-        if n_features != (n_coeffs if kind == 0 else len(self._fmap)):
-            # the kernel takes the feature count from feat and reads fmap and ffac that far
-            raise RuntimeError("internal error: SOAP feature count and feature map disagree")
+        if kind == 0:
+            if n_features != (self.l_max + 1) ** 2 * self.n_max * self.n_channels:
+                raise RuntimeError("internal error: SOAP feature count and expansion disagree")
+        else:
+            self._check_feature_map(kind, n_features)
         # the kernel writes every element, unless most of them are zero: then it
         # writes only the channels (pairs, triples) around each centre into fresh zero pages
         sparse = self._few_channels_around(nb, kind)
@@ -295,6 +301,7 @@ class _DensityExpansion(Descriptor):
             self._self_c, *self._rtab.kernel_args(), self.r_max, self.l_max, self.n_channels,
             self._star if kind == 1 else 0,
             self._fmap.T, self._ffac, self._ct_start, self._ct_m.T, self._ct_val,
+            self._keys.T, self._feature_keys.T, self._channel_keys_start, self._channel_keys,
             gradients, strain_gradients, sparse, *dirty, n_threads, feat, grad, strain,
         )
         pairs, values = nb.result_gradients(grad.T) if gradients else (None, None)
@@ -306,6 +313,13 @@ class _DensityExpansion(Descriptor):
             gradient_values=values,
             strain_gradients=strain.T if strain_gradients else None,
         )
+
+    def _check_feature_map(self, kind: int, n_features: int) -> None:
+        """The kernels take the feature count from their output and read the feature
+        map, its factors and (bispectrum) the features' adjoint keys that far."""
+        if (len(self._fmap) != n_features or len(self._ffac) != n_features
+                or (kind == 2 and len(self._feature_keys) != n_features)):
+            raise RuntimeError("internal error: SOAP feature count and feature map disagree")
 
     def _few_channels_around(self, nb: KernelNeighbours, kind: int = 1) -> bool:
         """Whether the expansion (kind 0), power spectrum (1) or bispectrum (2) of these
@@ -362,7 +376,8 @@ class _DensityExpansion(Descriptor):
             dcs = np.zeros((1, 3, *shape))
         if self._star:  # mu1nu1: the summed channel (no neighbour is given to it)
             c, dc, dcs = (_with_sum_channel(x, axis) for x, axis in ((c, 0), (dc, 2), (dcs, 2)))
-        n_features = len(self._fmap)  # the kernel reads fmap and ffac as far as feat goes
+        n_features = len(self._fmap)
+        self._check_feature_map(self.kind, n_features)
         # written whole by the kernel: no zeroing here
         feat, grad, strain = kernel_outputs(
             [(n_features,), (n_features, 3, len(dc) if gradients else 0),
@@ -370,7 +385,8 @@ class _DensityExpansion(Descriptor):
             zeroed=False)
         kernels.fortran.soap_invariants(
             self.kind, c.T, dc.T, dcs.T, self._fmap.T, self._ffac, self._ct_start,
-            self._ct_m.T, self._ct_val, gradients, strain_gradients, feat, grad, strain,
+            self._ct_m.T, self._ct_val, self._keys.T, self._feature_keys.T,
+            gradients, strain_gradients, feat, grad, strain,
         )
         return DescriptorResult(
             features=feat[None, :],
@@ -568,6 +584,37 @@ class Bispectrum(_DensityExpansion):
         self._ct_m = np.array(ms, dtype=np.int32).reshape(-1, 3) if ms else np.ones((1, 3), np.int32)
         self._ct_val = np.array(vals) if vals else np.zeros(1)
         self._labels = tuple(labels)
+        if rows:
+            self._build_adjoint_keys()
+
+    def _build_adjoint_keys(self) -> None:
+        """The adjoints the kernel forms once per centre for the derivatives.
+
+        A feature's adjoint for slot s (the sum of T times the coefficients of the
+        two other slots) depends on its tensor and the other two orbitals, not on
+        the orbital (species, n) of slot s: features that differ there share it.
+        Each distinct one is a key, row (s, tensor, l_s, a_p, n_p, l_p, a_q, n_q,
+        l_q) of ``_keys`` with p < q the other slots; ``_feature_keys[f, s - 1]``
+        is feature f's key for slot s; a neighbour of channel a changes the features
+        through the keys ``_channel_keys[_channel_keys_start[a - 1]:
+        _channel_keys_start[a]]`` (those of features with channel a in slot s).
+        All 1-based, for the kernel.
+        """
+        fmap = self._fmap
+        orbital = [fmap[:, 3 * k:3 * k + 3] for k in range(3)]  # (a, n, l) per slot
+        rows, free_channel = [], []
+        for s, (p, q) in enumerate(((1, 2), (0, 2), (0, 1))):
+            rows.append(np.column_stack([np.full(len(fmap), s + 1), fmap[:, 9], orbital[s][:, 2],
+                                         orbital[p], orbital[q]]))
+            free_channel.append(orbital[s][:, 0])
+        keys, key_of = np.unique(np.concatenate(rows), axis=0, return_inverse=True)
+        self._keys = keys.astype(np.int32)
+        self._feature_keys = (key_of.reshape(3, -1).T + 1).astype(np.int32)
+        # (channel, key) pairs, each once, grouped by channel
+        used = np.unique(np.column_stack([np.concatenate(free_channel), key_of + 1]), axis=0)
+        counts = np.bincount(used[:, 0], minlength=self.n_channels + 1)[1:]
+        self._channel_keys_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        self._channel_keys = used[:, 1].astype(np.int32)
 
 
 @hookimpl
