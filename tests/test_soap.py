@@ -219,6 +219,38 @@ def test_bispectrum_pseudoscalar_derivatives(structure, average, request, checks
     assert strain_err <= 1e-6
 
 
+@pytest.mark.parametrize("structure", ["molecule_hco", "periodic_hco"])
+def test_bispectrum_derivatives_at_l_max_8(structure, request, checks):
+    """The coupling tensors' whole range (l up to 8, odd sums too), per centre."""
+    d = small("bispectrum", r_cut=3.0, n_max=1, l_max=8, parity="all")
+    grad_err, strain_err = finite_difference_errors(d, request.getfixturevalue(structure), checks)
+    assert grad_err <= 1e-6
+    assert strain_err <= 1e-6
+
+
+@pytest.mark.parametrize("compression", ["off", "crossover"])
+def test_bispectrum_adjoint_keys(compression):
+    """Each feature's key for slot s names its tensor, l_s and the other two orbitals
+    (what the adjoint depends on), features differing only in slot s's orbital share
+    it, and a channel's list holds exactly the keys of the features with that channel
+    in the slot."""
+    d = small("bispectrum", n_max=3, compression=compression)
+    fmap, keys, fkeys = d._fmap, d._keys, d._feature_keys
+    assert len(np.unique(keys, axis=0)) == len(keys)
+    others = ((1, 2), (0, 2), (0, 1))
+    orbital = [fmap[:, 3 * k:3 * k + 3] for k in range(3)]
+    for s, (p, q) in enumerate(others):
+        expected = np.column_stack([np.full(len(fmap), s + 1), fmap[:, 9], orbital[s][:, 2],
+                                    orbital[p], orbital[q]])
+        np.testing.assert_array_equal(keys[fkeys[:, s] - 1], expected)
+    assert len(keys) < 3 * len(fmap) / 2  # shared
+    start, listed = d._channel_keys_start, d._channel_keys
+    for a in range(1, d.n_channels + 1):
+        want = {int(fkeys[f, s]) for s in range(3) for f in np.flatnonzero(orbital[s][:, 0] == a)}
+        got = listed[start[a - 1]:start[a]]
+        assert len(got) == len(set(got.tolist())) and set(got.tolist()) == want
+
+
 # ------------------------------------------------------------------ compression mu1nu1
 
 
