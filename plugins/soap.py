@@ -600,21 +600,29 @@ class Bispectrum(_DensityExpansion):
         _channel_keys_start[a]]`` (those of features with channel a in slot s).
         All 1-based, for the kernel.
         """
-        fmap = self._fmap
+        fmap = self._fmap.astype(np.int64)
         orbital = [fmap[:, 3 * k:3 * k + 3] for k in range(3)]  # (a, n, l) per slot
-        rows, free_channel = [], []
+        n_orbitals = (self.n_channels + 1) * (self.n_max + 1)
+        rows, codes, free_channel = [], [], []
         for s, (p, q) in enumerate(((1, 2), (0, 2), (0, 1))):
             rows.append(np.column_stack([np.full(len(fmap), s + 1), fmap[:, 9], orbital[s][:, 2],
                                          orbital[p], orbital[q]]))
+            # the key as one number (its l's follow from slot and tensor): np.unique of
+            # rows (axis=0) sorts them as byte strings: 1.4 s against 0.1 s for 87 000 features
+            code = s * (fmap[:, 9].max() + 1) + fmap[:, 9]
+            for other in (orbital[p], orbital[q]):
+                code = code * n_orbitals + other[:, 0] * (self.n_max + 1) + other[:, 1]
+            codes.append(code)
             free_channel.append(orbital[s][:, 0])
-        keys, key_of = np.unique(np.concatenate(rows), axis=0, return_inverse=True)
-        self._keys = keys.astype(np.int32)
-        self._feature_keys = (key_of.reshape(3, -1).T + 1).astype(np.int32)
+        _, first, key_of = np.unique(np.concatenate(codes), return_index=True, return_inverse=True)
+        self._keys = np.concatenate(rows)[first].astype(np.int32)
+        self._feature_keys = np.ascontiguousarray((key_of.reshape(3, -1).T + 1).astype(np.int32))
         # (channel, key) pairs, each once, grouped by channel
-        used = np.unique(np.column_stack([np.concatenate(free_channel), key_of + 1]), axis=0)
-        counts = np.bincount(used[:, 0], minlength=self.n_channels + 1)[1:]
+        pairs = np.unique(np.concatenate(free_channel) * (len(first) + 1) + key_of + 1)
+        channel, key = np.divmod(pairs, len(first) + 1)
+        counts = np.bincount(channel, minlength=self.n_channels + 1)[1:]
         self._channel_keys_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-        self._channel_keys = used[:, 1].astype(np.int32)
+        self._channel_keys = key.astype(np.int32)
 
 
 @hookimpl
