@@ -853,7 +853,7 @@ contains
     integer :: nc, nlm, nfun, nf, maxn, nt, ic, f, nd, ntab
     real(dp), allocatable :: nrm(:, :), rec(:, :, :)
     integer, allocatable :: fa1(:), fa2(:), fi1(:), fi2(:), psi(:)
-    integer, allocatable :: slot_chan(:, :), slot_rad(:, :)
+    integer, allocatable :: slot_chan(:, :), slot_rad(:, :), trip(:), trip_start(:), trip_items(:)
     integer, allocatable :: run_first(:), rpair(:), pr_start(:), pr(:)
     integer :: nruns, r
 
@@ -912,7 +912,7 @@ contains
       do r = 1, nruns
         rpair(r) = pair_of(fa1(run_first(r)), fa2(run_first(r)))
       end do
-      call group_by_pair(rpair, pr_start, pr)
+      call group_by_key(rpair, pr_start, pr)
       !$omp parallel num_threads(nt) default(shared) private(ic)
       block
         real(dp), allocatable :: c(:, :, :), wr(:, :), wdr(:, :), y(:, :), g(:, :, :), u(:, :)
@@ -972,6 +972,16 @@ contains
       end do
     else
       allocate (slot_chan(1, 1), slot_rad(1, 1))
+    end if
+    if (kind == KIND_BISPECTRUM .and. zeroed) then
+      ! the features of each channel triple: a centre lists those of the channels around it
+      allocate (trip(nf), trip_start(nchan**3 + 2), trip_items(nf))
+      do f = 1, nf
+        trip(f) = triple_of(fmap(1, f), fmap(4, f), fmap(7, f))
+      end do
+      call group_by_key(trip, trip_start, trip_items)
+    else
+      allocate (trip_start(1), trip_items(1))
     end if
 
     !$omp parallel num_threads(nt) default(shared) private(ic)
@@ -1040,16 +1050,22 @@ contains
       dindex = n1 + nmax * (n2 - 1 + nmax * (b - 1 + nchan * l))
     end function dindex
 
+    !> Index of the channel triple (a1, a2, a3) in trip_start.
+    pure integer function triple_of(a1, a2, a3)
+      integer, intent(in) :: a1, a2, a3
+      triple_of = a1 + nchan * (a2 - 1 + nchan * (a3 - 1))
+    end function triple_of
+
     !> Index of the unordered channel pair {a1, a2} in pr_start.
     pure integer function pair_of(a1, a2)
       integer, intent(in) :: a1, a2
       pair_of = (min(a1, a2) - 1) * nchan + max(a1, a2)
     end function pair_of
 
-    !> Items 1..size(key) grouped by their channel pair key(i) (one counting pass,
-    !> one filling pass: there can be many): those of pair p are
-    !> items(start(p) + 1:start(p + 1)), in ascending order.
-    pure subroutine group_by_pair(key, start, items)
+    !> Items 1..size(key) grouped by their key(i), 1 .. size(start) - 2 (a channel
+    !> pair or triple; one counting pass, one filling pass: there can be many): those
+    !> of key p are items(start(p) + 1:start(p + 1)), in ascending order.
+    pure subroutine group_by_key(key, start, items)
       integer, intent(in) :: key(:)
       integer, intent(out) :: start(:), items(:)
       integer :: i, p
@@ -1064,7 +1080,7 @@ contains
         start(key(i) + 1) = start(key(i) + 1) + 1
         items(start(key(i) + 1)) = i
       end do
-    end subroutine group_by_pair
+    end subroutine group_by_key
 
     !> The runs of the features whose two channels are present around a centre: all
     !> of them in live(1:nlr) (nlive features), and those of each channel a (the only
@@ -1306,7 +1322,7 @@ contains
       ! a, used_keys(used_keys_start(a) + 1:used_keys_start(a + 1))
       logical, intent(inout) :: here(:), keyuse(:)
       integer, intent(inout) :: blive(:), used_keys(:), used_keys_start(:)
-      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb, f, j, nlive, f0, f1
+      integer :: s0, nn, e, a, l, m, lm, n, x, yy, slot, cs, off, nb, f, j, nlive, f0, f1, a2, a3
       real(dp) :: r, u(3), w, g(3), rv(3)
 
       s0 = nbr_start(ic)
@@ -1379,11 +1395,18 @@ contains
         ! the bispectrum: only the features whose three channels are around the centre
         here(chan(cs)) = .true.
         nlive = 0
-        do f = 1, nf
-          if (here(fmap(1, f)) .and. here(fmap(4, f)) .and. here(fmap(7, f))) then
-            nlive = nlive + 1
-            blive(nlive) = f
-          end if
+        do a3 = 1, nchan
+          if (.not. here(a3)) cycle
+          do a2 = 1, nchan
+            if (.not. here(a2)) cycle
+            do a = 1, nchan
+              if (.not. here(a)) cycle
+              j = triple_of(a, a2, a3)
+              n = trip_start(j + 1) - trip_start(j)
+              blive(nlive + 1:nlive + n) = trip_items(trip_start(j) + 1:trip_start(j + 1))
+              nlive = nlive + n
+            end do
+          end do
         end do
         call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic), &
                               blive(:nlive))
