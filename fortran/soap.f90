@@ -961,7 +961,7 @@ contains
       return
     end if
 
-    if (kind == KIND_BISPECTRUM) then
+    if (kind == KIND_BISPECTRUM .and. (want_grad .or. want_strain)) then
       ! each feature's channel and radial function (index nmax l + n) by slot
       allocate (slot_chan(3, nf), slot_rad(3, nf))
       do f = 1, nf
