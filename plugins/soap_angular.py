@@ -97,7 +97,7 @@ def coupling_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
             if abs(m3) <= l3:
                 w[i, j, m3 + l3] = _wigner_3j(l1, l2, l3, m1, m2, m3)
     v1, v2, v3 = (np.linalg.inv(_real_from_complex(l)) for l in (l1, l2, l3))
-    t = np.einsum("abc,ai,bj,ck->ijk", w, v1, v2, v3)
+    t = np.einsum("abc,ai,bj,ck->ijk", w, v1, v2, v3, optimize=True)  # one factor at a time
     part = t.real if (l1 + l2 + l3) % 2 == 0 else t.imag
     part[np.abs(part) < 1e-13] = 0.0
     return part / np.linalg.norm(part)
