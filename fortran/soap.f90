@@ -321,10 +321,10 @@ contains
 
   !> The bispectrum's adjoints by key (plugins/soap.py, Bispectrum._build_adjoint_keys):
   !> adj(m, k) = sum of T c_p c_q over the terms of key k's tensor with m in its slot s,
-  !> c_p and c_q the coefficients of its other two orbitals; for the keys with use(k)
-  !> only, if given: the feature changes by its dot product with a change of the
-  !> coefficients of slot s (keyed_derivs, invariant_derivs). Formed once per centre,
-  !> and once for all the features that share it.
+  !> c_p and c_q the coefficients of its other two orbitals (only for the keys with
+  !> use(k), if given). A feature changes by the dot product of its key's adjoint with a
+  !> change of slot s's coefficients (keyed_derivs, invariant_derivs). Formed once per
+  !> centre, and once for all the features that share the key.
   pure subroutine keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj, use)
     real(dp), intent(in) :: c(:, :, :), ct_val(:)
     integer(c_int), intent(in) :: keys(:, :), ct_start(:), ct_m(:, :)

@@ -317,8 +317,11 @@ class _DensityExpansion(Descriptor):
     def _check_feature_map(self, kind: int, n_features: int) -> None:
         """The kernels take the feature count from their output and read the feature
         map, its factors and (bispectrum) the features' adjoint keys that far."""
-        if (len(self._fmap) != n_features or len(self._ffac) != n_features
-                or (kind == 2 and len(self._feature_keys) != n_features)):
+        keys_ok = kind != 2 or (
+            len(self._feature_keys) == n_features
+            and len(self._channel_keys_start) == self.n_channels + 1
+            and self._channel_keys_start[-1] == len(self._channel_keys))
+        if len(self._fmap) != n_features or len(self._ffac) != n_features or not keys_ok:
             raise RuntimeError("internal error: SOAP feature count and feature map disagree")
 
     def _few_channels_around(self, nb: KernelNeighbours, kind: int = 1) -> bool:

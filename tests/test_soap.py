@@ -251,6 +251,17 @@ def test_bispectrum_adjoint_keys(compression):
         assert len(got) == len(set(got.tolist())) and set(got.tolist()) == want
 
 
+@pytest.mark.parametrize("average", ["off", "inner"])
+@pytest.mark.parametrize("table", ["_feature_keys", "_channel_keys_start", "_channel_keys"])
+def test_bispectrum_key_tables_checked_before_the_kernel(table, average, molecule_hco):
+    """The kernels index the key tables as far as the feature map goes: tables that do
+    not match it are refused in Python."""
+    d = small("bispectrum", average=average)
+    setattr(d, table, getattr(d, table)[:-1])
+    with pytest.raises(RuntimeError, match="feature map disagree"):
+        d.compute(molecule_hco, gradients=True)
+
+
 # ------------------------------------------------------------------ compression mu1nu1
 
 
