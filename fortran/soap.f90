@@ -206,15 +206,18 @@ contains
   end subroutine ylm_many
 
   !> Invariant features of one set of coefficients c(nlm, nmax, nchan); with
-  !> only, just the features listed there (the others of out are not written).
-  pure subroutine invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, out, only)
+  !> only, just the features listed there (the others of out are not written). The
+  !> bispectrum's from the adjoints of their first slot (keyed_adjoints: adj(:, k) for
+  !> the keys k = fkey(1, f) at least), F = sum over m1 of c1 adj1: a pass over the
+  !> coupling terms per key, not per feature. The power spectrum's from c alone (adj
+  !> and fkey unused).
+  pure subroutine invariant_values(kind, c, fmap, ffac, adj, fkey, out, only)
     integer, intent(in) :: kind
-    real(dp), intent(in) :: c(:, :, :), ffac(:), ct_val(:)
-    integer(c_int), intent(in) :: fmap(:, :), ct_start(:), ct_m(:, :)
+    real(dp), intent(in) :: c(:, :, :), ffac(:), adj(:, :)
+    integer(c_int), intent(in) :: fmap(:, :), fkey(:, :)
     real(dp), intent(inout) :: out(:)
     integer, intent(in), optional :: only(:)
-    integer :: f, l, lo, hi, k, t, o1, o2, o3, j, nj
-    real(dp) :: s
+    integer :: f, l, lo, hi, j, nj
     nj = size(out)
     if (present(only)) nj = size(only)
     do j = 1, nj
@@ -227,17 +230,10 @@ contains
         out(f) = ffac(f) * dot_product(c(lo:hi, fmap(2, f), fmap(1, f)), &
                                        c(lo:hi, fmap(4, f), fmap(3, f)))
       else
-        t = fmap(10, f)
-        o1 = fmap(3, f)**2
-        o2 = fmap(6, f)**2
-        o3 = fmap(9, f)**2
-        s = 0.0_dp
-        do k = ct_start(t) + 1, ct_start(t + 1)
-          s = s + ct_val(k) * c(o1 + ct_m(1, k), fmap(2, f), fmap(1, f)) &
-                  * c(o2 + ct_m(2, k), fmap(5, f), fmap(4, f)) &
-                  * c(o3 + ct_m(3, k), fmap(8, f), fmap(7, f))
-        end do
-        out(f) = ffac(f) * s
+        l = fmap(3, f)
+        lo = l * l + 1
+        hi = lo + 2 * l
+        out(f) = ffac(f) * dot_product(c(lo:hi, fmap(2, f), fmap(1, f)), adj(1:2 * l + 1, fkey(1, f)))
       end if
     end do
   end subroutine invariant_values
@@ -856,6 +852,9 @@ contains
     integer, allocatable :: slot_chan(:, :), slot_rad(:, :), trip(:), trip_start(:), trip_items(:)
     integer, allocatable :: run_first(:), rpair(:), pr_start(:), pr(:)
     integer :: nruns, r
+    ! the bispectrum's keys whose adjoints a centre needs: all, or for the features alone
+    ! those of the first slot (the first keys, plugins/soap.py)
+    integer :: nkeys_used
 
     nc = size(centre_slot)
     if (nc == 0) return
@@ -961,6 +960,8 @@ contains
       return
     end if
 
+    nkeys_used = size(keys, 2)
+    if (.not. (want_grad .or. want_strain)) nkeys_used = count(keys(1, :) == 1)
     if (kind == KIND_BISPECTRUM .and. (want_grad .or. want_strain)) then
       ! each feature's channel and radial function (index nmax l + n) by slot
       allocate (slot_chan(3, nf), slot_rad(3, nf))
@@ -1014,8 +1015,12 @@ contains
         allocate (adj(2 * lmax + 1, size(keys, 2)), sk(4, size(keys, 2)))
         allocate (wrf(nfun, maxn), wdrf(nfun, maxn))
       else
-        allocate (dce(1, 1, 1, 1), dF(1, 1), gy(1, 1, 1), adj(1, 1))
-        allocate (wrf(1, 1), wdrf(1, 1), sk(1, 1))
+        allocate (dce(1, 1, 1, 1), dF(1, 1), gy(1, 1, 1), wrf(1, 1), wdrf(1, 1), sk(1, 1))
+        if (kind == KIND_BISPECTRUM) then  ! the features come from their adjoints
+          allocate (adj(2 * lmax + 1, size(keys, 2)))
+        else
+          allocate (adj(1, 1))
+        end if
       end if
       !$omp do schedule(dynamic, 4)
       do ic = 1, nc
@@ -1408,17 +1413,19 @@ contains
             end do
           end do
         end do
-        call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic), &
-                              blive(:nlive))
+        ! the adjoints of the keys whose other two channels are around too
+        do j = 1, nkeys_used
+          keyuse(j) = here(keys(4, j)) .and. here(keys(7, j))
+        end do
+        call keyed_adjoints(c, keys(:, :nkeys_used), ct_start, ct_m, ct_val, adj, &
+                            keyuse(:nkeys_used))
+        call invariant_values(kind, c, fmap, ffac, adj, feature_keys, feat(:, ic), blive(:nlive))
       else
-        call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat(:, ic))
+        call keyed_adjoints(c, keys(:, :nkeys_used), ct_start, ct_m, ct_val, adj)
+        call invariant_values(kind, c, fmap, ffac, adj, feature_keys, feat(:, ic))
       end if
       if (.not. derivs) return
       if (kind == KIND_BISPECTRUM .and. zeroed) then
-        do j = 1, size(keys, 2)
-          keyuse(j) = here(keys(4, j)) .and. here(keys(7, j))
-        end do
-        call keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj, keyuse)
         used_keys_start(1) = 0
         do a = 1, nchan
           used_keys_start(a + 1) = used_keys_start(a)
@@ -1429,8 +1436,6 @@ contains
             used_keys(used_keys_start(a + 1)) = channel_keys(j)
           end do
         end do
-      else if (kind == KIND_BISPECTRUM) then
-        call keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj)
       end if
 
       if (want_strain) call clear_strain_pages(ic)
@@ -1583,16 +1588,19 @@ contains
     logical, intent(in) :: want_grad, want_strain
     real(dp), intent(inout) :: feat(:), grad(:, :, :), strain(:, :, :, :)
     real(dp), allocatable :: dF(:, :), d3(:, :, :), adj(:, :)
-    integer :: s, a, y
-    call invariant_values(kind, c, fmap, ffac, ct_start, ct_m, ct_val, feat)
-    allocate (dF(size(feat), 3), d3(size(c, 1), size(c, 2), 3))
-    if (kind == KIND_BISPECTRUM .and. (want_grad .or. want_strain)) then
-      ! 2 l + 1 entries for each key, l at most the largest l3
+    integer :: s, a, y, nk
+    if (kind == KIND_BISPECTRUM) then
+      ! 2 l + 1 entries for each key, l at most the largest l3; without derivatives
+      ! those of the first slot only (the first keys)
       allocate (adj(2 * maxval(fmap(9, :)) + 1, size(keys, 2)))
-      call keyed_adjoints(c, keys, ct_start, ct_m, ct_val, adj)
+      nk = size(keys, 2)
+      if (.not. (want_grad .or. want_strain)) nk = count(keys(1, :) == 1)
+      call keyed_adjoints(c, keys(:, :nk), ct_start, ct_m, ct_val, adj)
     else
       allocate (adj(1, 1))
     end if
+    call invariant_values(kind, c, fmap, ffac, adj, feature_keys, feat)
+    allocate (dF(size(feat), 3), d3(size(c, 1), size(c, 2), 3))
     if (want_grad) then
       grad = 0.0_dp
       do s = 1, size(dc, 5)

@@ -320,7 +320,8 @@ class _DensityExpansion(Descriptor):
         keys_ok = kind != 2 or (
             len(self._feature_keys) == n_features
             and len(self._channel_keys_start) == self.n_channels + 1
-            and self._channel_keys_start[-1] == len(self._channel_keys))
+            and self._channel_keys_start[-1] == len(self._channel_keys)
+            and bool(np.all(np.diff(self._keys[:, 0]) >= 0)))  # first slot's keys first
         if len(self._fmap) != n_features or len(self._ffac) != n_features or not keys_ok:
             raise RuntimeError("internal error: SOAP feature count and feature map disagree")
 
@@ -597,7 +598,8 @@ class Bispectrum(_DensityExpansion):
         two other slots) depends on its tensor and the other two orbitals, not on
         the orbital (species, n) of slot s: features that differ there share it.
         Each distinct one is a key, row (s, tensor, l_s, a_p, n_p, l_p, a_q, n_q,
-        l_q) of ``_keys`` with p < q the other slots; ``_feature_keys[f, s - 1]``
+        l_q) of ``_keys`` with p < q the other slots, in the order of s (the kernels
+        form the features from the first slot's keys alone); ``_feature_keys[f, s - 1]``
         is feature f's key for slot s; a neighbour of channel a changes the features
         through the keys ``_channel_keys[_channel_keys_start[a - 1]:
         _channel_keys_start[a]]`` (those of features with channel a in slot s).

@@ -465,6 +465,19 @@ def test_threads_identical(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("species", [["H", "C", "O"], ["H", "C", "N", "O", "F", "S", "Cl"]],
+                         ids=["dense", "few_channels"])
+@pytest.mark.parametrize("average", ["off", "inner", "outer"])
+def test_features_same_bits_with_derivatives(family, species, average, molecule_hco):
+    """Features do not depend on whether derivatives are asked for (the bispectrum forms
+    its features from the adjoints in both cases)."""
+    d = small(family, species=species, average=average)
+    alone = d.compute(molecule_hco).features
+    with_derivatives = d.compute(molecule_hco, gradients=True, strain_gradients=True).features
+    assert np.array_equal(alone, with_derivatives)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("system", ["molecule", "periodic"])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_strain_alone_equals_strain_with_gradients(family, system, sparse, molecule_hco,
