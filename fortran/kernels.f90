@@ -166,8 +166,8 @@ contains
     real(c_double), intent(inout) :: feat(nf), grad(nf, 3, ns), strain(nf, 3, 3, nst)
 
     call soap_invariants_of(kind, c, dc, dcs, fmap, ffac, ct_start, ct_m, ct_val, keys, &
-                            feature_keys, want_grad .and. ns == nsd, want_strain .and. nss == 3 .and. nst == 1, &
-                            feat, grad, strain)
+                            feature_keys, want_grad .and. ns == nsd, &
+                            want_strain .and. nss == 3 .and. nst == 1, feat, grad, strain)
   end subroutine soap_invariants
 
   !> Full neighbour list of selected centres from a half list (see neighbours.f90).

@@ -233,7 +233,8 @@ contains
         l = fmap(3, f)
         lo = l * l + 1
         hi = lo + 2 * l
-        out(f) = ffac(f) * dot_product(c(lo:hi, fmap(2, f), fmap(1, f)), adj(1:2 * l + 1, fkey(1, f)))
+        out(f) = ffac(f) * dot_product(c(lo:hi, fmap(2, f), fmap(1, f)), &
+                                       adj(1:2 * l + 1, fkey(1, f)))
       end if
     end do
   end subroutine invariant_values
