@@ -35,20 +35,15 @@ CALLS = {"features": {}, "+ gradients": {"gradients": True},
 def child(args: argparse.Namespace) -> None:
     """Time every call of every system with the atomdesc of this interpreter; print JSON."""
     sys.path.insert(0, str(HERE))
-    import atomdesc
     import soap_cases
     from systems import SYSTEMS
 
     out = {}
     for key in args.systems:
         system = SYSTEMS[key]()
-        if args.family == "soap":
-            descriptor = soap_cases.ours(system, "featomic")
-        else:
-            descriptor = atomdesc.descriptor(
-                args.family, species=system.species, r_cut=soap_cases.R_CUT, n_max=args.n_max,
-                l_max=args.l_max, sigma=soap_cases.SIGMA, convention="featomic",
-                cutoff={"name": "shifted_cosine", "width": soap_cases.WIDTH})
+        n_max, l_max = ((soap_cases.N_MAX, soap_cases.L_MAX) if args.family == "soap"
+                        else (args.n_max, args.l_max))
+        descriptor = soap_cases.ours(system, "featomic", args.family, n_max, l_max)
         for name, options in CALLS.items():
             best = float("inf")
             for _ in range(3):

@@ -79,12 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------ codes
 
 
-def ours(system: BenchSystem, convention: str) -> atomdesc.Descriptor:
-    kwargs: dict[str, Any] = dict(species=system.species, r_cut=R_CUT, n_max=N_MAX,
-                                  l_max=L_MAX, sigma=SIGMA, convention=convention)
+def ours(system: BenchSystem, convention: str, family: str = "soap", n_max: int = N_MAX,
+         l_max: int = L_MAX) -> atomdesc.Descriptor:
+    kwargs: dict[str, Any] = dict(species=system.species, r_cut=R_CUT, n_max=n_max,
+                                  l_max=l_max, sigma=SIGMA, convention=convention)
     if convention == "atomdesc":
         kwargs["cutoff"] = {"name": "shifted_cosine", "width": WIDTH}
-    return atomdesc.descriptor("soap", **kwargs)
+    return atomdesc.descriptor(family, **kwargs)
 
 
 def dscribe_soap(system: BenchSystem) -> Any:
