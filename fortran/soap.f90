@@ -1006,22 +1006,22 @@ contains
       end if
       allocate (q(YLM_LANES, 0:lmax + 1, 0:lmax + 1), cm(YLM_LANES, 0:lmax), sm(YLM_LANES, 0:lmax))
       allocate (yb(YLM_LANES, nlm), dyb(YLM_LANES, 3, nlm))
+      if (kind == KIND_BISPECTRUM) then
+        ! its features and derivatives come from the adjoints: 2 l + 1 entries per key
+        allocate (adj(2 * lmax + 1, size(keys, 2)))
+      else
+        allocate (adj(1, 1))
+      end if
       if (derivs .and. kind == KIND_EXPANSION) then
-        allocate (dce(nlm, nmax, 3, maxn), gy(nlm, 3, maxn), dF(1, 1), adj(1, 1))
+        allocate (dce(nlm, nmax, 3, maxn), gy(nlm, 3, maxn), dF(1, 1))
         allocate (wrf(1, 1), wdrf(1, 1), sk(1, 1))
       else if (derivs) then
         ! the bispectrum: the neighbours' harmonics and radial functions, and per key
-        ! its adjoint (2 l + 1 entries, l at most l_max) and four dot products
-        allocate (dce(1, 1, 1, 1), gy(nlm, 3, maxn), dF(nf, 3))
-        allocate (adj(2 * lmax + 1, size(keys, 2)), sk(4, size(keys, 2)))
+        ! four dot products
+        allocate (dce(1, 1, 1, 1), gy(nlm, 3, maxn), dF(nf, 3), sk(4, size(keys, 2)))
         allocate (wrf(nfun, maxn), wdrf(nfun, maxn))
       else
         allocate (dce(1, 1, 1, 1), dF(1, 1), gy(1, 1, 1), wrf(1, 1), wdrf(1, 1), sk(1, 1))
-        if (kind == KIND_BISPECTRUM) then  ! the features come from their adjoints
-          allocate (adj(2 * lmax + 1, size(keys, 2)))
-        else
-          allocate (adj(1, 1))
-        end if
       end if
       !$omp do schedule(dynamic, 4)
       do ic = 1, nc
