@@ -8,16 +8,21 @@ module atomdesc_pages
   use, intrinsic :: iso_fortran_env, only: int64
   implicit none
   private
-  public :: clear_if_written, stream_words
+  public :: clear_if_written, stream_words, stream_fence
 
   interface
-    !> dst(1:n) = src(1:n), with non-temporal stores where the CPU has them.
+    !> dst(1:n) = src(1:n), with non-temporal stores where the CPU has them: weakly
+    !> ordered, stream_fence must follow before other threads may read dst.
     subroutine stream_words(src, dst, n) bind(C, name="atomdesc_stream_words")
       import :: c_double, c_int64_t
       real(c_double), intent(in) :: src(*)
       real(c_double), intent(inout) :: dst(*)
       integer(c_int64_t), value :: n
     end subroutine stream_words
+
+    !> Orders the stream_words stores before it ahead of later stores.
+    subroutine stream_fence() bind(C, name="atomdesc_stream_fence")
+    end subroutine stream_fence
   end interface
 
 contains

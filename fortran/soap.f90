@@ -49,7 +49,7 @@ module soap_kernel
   use, intrinsic :: iso_fortran_env, only: int64
   use atomdesc_cutoffs, only: dp
   use atomdesc_splines, only: spline_values, spline_values_scaled
-  use atomdesc_pages, only: clear_if_written, stream_words
+  use atomdesc_pages, only: clear_if_written, stream_words, stream_fence
   implicit none
   private
   public :: soap_centres, soap_invariants_of, KIND_EXPANSION, KIND_POWER, KIND_BISPECTRUM
@@ -665,6 +665,7 @@ contains
         call clear_page_of_row(size(row), row, o, w)
       end if
     end do
+    call stream_fence()  ! once for the centre's pages (before the rows are read elsewhere)
     ! the live runs outside the pages written whole (every listed page with live features)
     align = modulo(dirty(1), int(w, int64))  ! every page of the row starts so
     do c = 0, 8
