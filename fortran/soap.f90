@@ -827,6 +827,24 @@ contains
     end select
   end subroutine add_columns
 
+  !> add_columns for nb <= 4 rows that are not columns of one array (r2 .. r4 unused
+  !> beyond nb): s = (((s + w(1) r1) + w(2) r2) + ...).
+  pure subroutine add_rows(m, nb, w, r1, r2, r3, r4, s)
+    integer, intent(in) :: m, nb
+    real(dp), intent(in) :: w(:), r1(m), r2(m), r3(m), r4(m)
+    real(dp), intent(inout) :: s(m)
+    select case (nb)
+    case (1)
+      s = s + w(1) * r1
+    case (2)
+      s = (s + w(1) * r1) + w(2) * r2
+    case (3)
+      s = ((s + w(1) * r1) + w(2) * r2) + w(3) * r3
+    case default
+      s = (((s + w(1) * r1) + w(2) * r2) + w(3) * r3) + w(4) * r4
+    end select
+  end subroutine add_rows
+
   subroutine soap_centres(kind, nbr_start, vec, dist, nbr_species, nbr_slot, centre_slot, &
                           slot_start, centre_species, chan, sw, self_c, rtab, rgrid, rmax, &
                           lmax, nmax, nchan, star, fmap, ffac, ct_start, ct_m, ct_val, keys, &
@@ -1128,6 +1146,50 @@ contains
       end do
     end subroutine live_features
 
+    !> The six strain sums st6 of a centre's live runs live(1:nlr) from its neighbours'
+    !> gradient rows, the neighbours ent(1:nk) each with a slot of its own: st6(f, (x, y)) =
+    !> sum_e (r_e)_y grad(f, x, slot_e) over the neighbours e that move run f's features
+    !> (of either of its channels, all with the compressed channel star), in the order
+    !> of ent, as add_feature_derivs_group forms them. Each row is read from the cache
+    !> once per component x, four rows at a time, instead of every neighbour's products
+    !> being added to st6 as they are formed.
+    subroutine strain_from_rows(nk, nlr, live, ent, st6)
+      integer, intent(in) :: nk, nlr, live(:), ent(:)
+      real(dp), intent(inout) :: st6(:, :)
+      integer :: sel(nk), sl(4), j, k, n, g0, nb, a, a1, a2, f0, f1, m, x, y, kk
+      real(dp) :: w(4)
+      do j = 1, nlr
+        f0 = run_first(live(j))
+        f1 = run_first(live(j) + 1) - 1
+        m = f1 - f0 + 1
+        a1 = fa1(f0)
+        a2 = fa2(f0)
+        n = 0
+        do k = 1, nk
+          a = chan(nbr_species(ent(k)))
+          if (a == a1 .or. a == a2 .or. a1 == star .or. a2 == star) then
+            n = n + 1
+            sel(n) = ent(k)
+          end if
+        end do
+        st6(f0:f1, :) = 0.0_dp
+        do x = 1, 3
+          do g0 = 1, n, 4
+            nb = min(4, n - g0 + 1)
+            sl(1:nb) = nbr_slot(sel(g0:g0 + nb - 1))
+            sl(nb + 1:4) = sl(1)
+            kk = (x - 1) * (8 - x) / 2  ! the six (x, y), y >= x, numbered from 1
+            do y = x, 3
+              kk = kk + 1
+              w(1:nb) = vec(y, sel(g0:g0 + nb - 1))
+              call add_rows(m, nb, w, grad(f0:f1, x, sl(1)), grad(f0:f1, x, sl(2)), &
+                            grad(f0:f1, x, sl(3)), grad(f0:f1, x, sl(4)), st6(f0:f1, kk))
+            end do
+          end do
+        end do
+      end do
+    end subroutine strain_from_rows
+
     !> Power spectrum of centre ic and, if derivs, its gradients, contracted
     !> neighbour by neighbour: d p / d r_e = 2 sum_m c dc_e never needs the
     !> dense d c / d r_e, only the projections of c on Y_lm(r_e) and its gradient.
@@ -1146,6 +1208,7 @@ contains
       integer, intent(inout) :: sf0(:), sf1(:)
       integer :: s0, nn, e, k, nk, nb, a, slot, cs, nl, nlive, nlr, j, f0, f1, xs
       real(dp) :: r
+      logical :: sums_from_rows
 
       s0 = nbr_start(ic)
       nn = nbr_start(ic + 1) - s0
@@ -1243,7 +1306,13 @@ contains
           dsum(run_first(live(j)):run_first(live(j) + 1) - 1, :) = 0.0_dp
         end do
       end if
-      if (want_strain) then
+      ! With position gradients and a slot of its own for every neighbour (not an image of
+      ! another or of the centre), each neighbour's gradient row is its whole term, and
+      ! the strain sums are formed from the rows once they are done (strain_from_rows);
+      ! otherwise while the neighbours are added (add_feature_derivs_group).
+      sums_from_rows = want_strain .and. want_grad .and. &
+                       slot_start(ic + 1) - slot_start(ic) == nn + 1
+      if (want_strain .and. .not. sums_from_rows) then
         do j = 1, nlr
           st6(run_first(live(j)):run_first(live(j) + 1) - 1, :) = 0.0_dp
         end do
@@ -1255,7 +1324,7 @@ contains
         nl = cl_start(a + 1) - cl_start(a)
         ! with strain, up to four neighbours of channel a at once (of different slots)
         nb = 1
-        if (want_strain) then
+        if (want_strain .and. .not. sums_from_rows) then
           do while (nb < 4 .and. k + nb <= nk)
             if (chan(nbr_species(ent(k + nb))) /= a) exit
             if (want_grad) then
@@ -1270,7 +1339,7 @@ contains
           call pair_derivs(nmax, lmax, nchan, present, wr(:, k + j - 1), wdr(:, k + j - 1), &
                            u(:, k + j - 1), yc, gc, d(:, j))
         end do
-        if (want_strain) then
+        if (want_strain .and. .not. sums_from_rows) then
           call add_feature_derivs_group(nf, nd, nruns, nl, a, cl(cl_start(a) + 1:cl_start(a + 1)), &
                                         run_first, fa1, fa2, fi1, fi2, ffac, nb, d, star, &
                                         want_grad, vec(:, ent(k:k + nb - 1)), &
@@ -1282,6 +1351,7 @@ contains
         end if
         k = k + nb
       end do
+      if (sums_from_rows) call strain_from_rows(nk, nlr, live, ent, st6)
       if (want_grad) then
         slot = centre_slot(ic)
         do j = 1, nlr
