@@ -8,7 +8,6 @@ import mmap
 import os
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -23,8 +22,6 @@ posix = pytest.mark.skipif(not hasattr(os, "fork"), reason="recycling needs POSI
 resident_pages_known = pytest.mark.skipif(
     output_memory._mincore is None, reason="zeroed outputs are recycled where mincore tells "
     "the pages a mapping holds")
-needs_madv_free = pytest.mark.skipif(not hasattr(mmap, "MADV_FREE"),
-                                     reason="kept memory is marked free with MADV_FREE")
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
                            reason="reads the resident size from /proc")
 
@@ -128,70 +125,6 @@ def test_threads_never_share_memory():
     for t in threads:
         t.join()
     assert errors == []
-
-
-@pytest.fixture
-def marked_free(monkeypatch):
-    """The mappings marked free for the system, as they are, with FREE_AFTER 0.2 s."""
-    marked = []
-    mark = output_memory._mark_free
-    monkeypatch.setattr(output_memory, "FREE_AFTER", 0.2)
-    monkeypatch.setattr(output_memory, "_mark_free",
-                        lambda mapping: (marked.append(mapping), mark(mapping)))
-    return marked
-
-
-def _wait_until(condition, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-@needs_madv_free
-def test_kept_memory_is_marked_free_once_it_has_waited(marked_free):
-    a = recycled_empty(LARGE)
-    del a
-    assert marked_free == []  # not at once: the next call may want it back
-    assert _wait_until(lambda: len(marked_free) == 1)
-    assert [kept.marked_free for kept in output_memory._kept] == [True]
-    time.sleep(0.3)
-    assert len(marked_free) == 1  # once
-
-
-@needs_madv_free
-def test_memory_taken_back_in_time_is_never_marked_free(marked_free):
-    for _ in range(5):  # a dataset computed call after call
-        a = recycled_empty(LARGE)
-        a[...] = 1.0
-        del a
-        time.sleep(0.05)
-    a = recycled_empty(LARGE)  # in use from here on
-    time.sleep(0.4)
-    assert marked_free == []
-    del a
-
-
-@needs_madv_free
-def test_a_forked_child_marks_its_own_kept_memory(marked_free):
-    a = recycled_empty(LARGE)
-    del a  # the parent's timer is pending
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            marked_free.clear()  # the parent's, copied
-            if output_memory._free_timer is None and output_memory._kept == []:
-                b = recycled_empty(LARGE)
-                del b
-                code = 0 if _wait_until(lambda: len(marked_free) == 1) else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert _wait_until(lambda: len(marked_free) == 1)
 
 
 @posix

@@ -12,10 +12,9 @@
   ``mincore``, Linux) are cleared for the next, the others are still the
   system's zero pages.
 
-Kept memory not taken again within :data:`FREE_AFTER` seconds is marked free for
-the system (``MADV_FREE``, Linux): under memory pressure the system takes it back
-without swapping, and it counts as resident only until then. :func:`release_memory`
-unmaps it at once.
+Kept memory is marked free for the system (``MADV_FREE``, Linux): under
+memory pressure the system takes it back without swapping, and it counts as
+resident only until then. :func:`release_memory` unmaps it at once.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import mmap
 import os
 import sys
 import threading
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -46,12 +44,6 @@ HEADROOM = 1.125
 RECYCLE_SLACK = 1.25
 #: Most mappings kept: the arrays of one or two results (three each with strain).
 MAX_KEPT = 6
-#: Seconds a kept mapping waits for reuse before it is marked free for the system. Not
-#: at once: the first write to a page after ``MADV_FREE`` costs about as much again as
-#: writing it (on this project's virtual machines: 55 830 4 KiB pages 10 ms to write,
-#: 21 ms so), and a dataset computed call after call takes its memory back within
-#: milliseconds.
-FREE_AFTER = 1.0
 
 #: Arrays from this size on get a mapping of their own in :func:`untouched_zeros`.
 OWN_MAPPING_BYTES = 1 << 20
@@ -71,8 +63,6 @@ class _Kept(NamedTuple):
     #: for :func:`untouched_zeros`: the shape of a row of the array it last held (all
     #: axes but the first), which decides which pages a kernel writes
     row_shape: tuple[int, ...] | None
-    kept_at: float  # time.monotonic() when it was kept
-    marked_free: bool = False
 
     @property
     def held(self) -> int:
@@ -83,7 +73,6 @@ class _Kept(NamedTuple):
 _kept: list[_Kept] = []  # oldest first
 _returned: collections.deque = collections.deque()  # (mapping, bytes, row shape), not yet kept
 _lock = threading.Lock()
-_free_timer: threading.Timer | None = None  # pending _mark_idle_free, if any
 
 
 class _Region:
@@ -152,8 +141,7 @@ def release_memory() -> int:
     """Unmap the memory kept from dropped results for reuse; returns its size in bytes.
 
     Arrays still in use keep theirs. Needed only to give memory back to the
-    system before it asks for it (kept memory is marked free for it anyway once it
-    has waited :data:`FREE_AFTER` seconds).
+    system before it asks for it (kept memory is marked free for it anyway).
     """
     with _lock:
         _keep_returned()
@@ -178,41 +166,12 @@ def _keep_returned() -> None:
         mapped = _mapped_pages(data) if zeroed else None
         if zeroed and mapped is None:
             continue  # what it holds is unknown: not reusable as zeros
-        _kept.append(_Kept(mapping, data, mapped, row_shape, kept_at=time.monotonic()))
+        if hasattr(mmap, "MADV_FREE"):
+            mapping.madvise(mmap.MADV_FREE)
+        _kept.append(_Kept(mapping, data, mapped, row_shape))
     limit = _memory_limit()
     while len(_kept) > MAX_KEPT or sum(kept.held for kept in _kept) > limit:
         del _kept[0]  # its last references: unmapped here
-    _schedule_marking_free()
-
-
-def _schedule_marking_free() -> None:
-    """Start the timer that marks idle kept mappings free, unless one is pending or
-    every kept mapping is marked already (``_lock`` held)."""
-    global _free_timer
-    waiting = [kept.kept_at for kept in _kept if not kept.marked_free]
-    if _free_timer is None and waiting and hasattr(mmap, "MADV_FREE"):
-        delay = max(0.0, min(waiting) + FREE_AFTER - time.monotonic())
-        _free_timer = threading.Timer(delay, _mark_idle_free)
-        _free_timer.daemon = True  # never keeps the interpreter from exiting
-        _free_timer.start()
-
-
-def _mark_idle_free() -> None:
-    """Mark the mappings kept for :data:`FREE_AFTER` seconds and more free for the
-    system; wait again for the younger ones."""
-    global _free_timer
-    with _lock:
-        _free_timer = None
-        now = time.monotonic()
-        for i, kept in enumerate(_kept):
-            if not kept.marked_free and now - kept.kept_at >= FREE_AFTER:
-                _mark_free(kept.mapping)
-                _kept[i] = kept._replace(marked_free=True)
-        _keep_returned()  # schedules the next round for those left
-
-
-def _mark_free(mapping: mmap.mmap) -> None:
-    mapping.madvise(mmap.MADV_FREE)
 
 
 def _take(n_bytes: int, row_shape: tuple[int, ...] | None = None) -> _Kept | None:
@@ -247,9 +206,8 @@ def physical_memory() -> int:
 def _forget_after_fork() -> None:
     # a forked child may inherit the lock held by another thread; the kept
     # mappings are its own copies, but not worth keeping
-    global _lock, _free_timer
+    global _lock
     _lock = threading.Lock()
-    _free_timer = None  # the parent's thread: not the child's
     _kept.clear()
     _returned.clear()
 
