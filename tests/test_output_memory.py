@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import mmap
 import os
+import subprocess
 import sys
 import threading
 
@@ -125,6 +126,21 @@ def test_threads_never_share_memory():
     for t in threads:
         t.join()
     assert errors == []
+
+
+@posix
+def test_the_interpreter_exits_with_recycled_arrays_alive():
+    # their memory is returned by finalizers while the interpreter shuts down, where
+    # nothing may wait for a thread; after a pause, as a script that waits before it ends
+    code = ("import time\n"
+            "from atomdesc.output_memory import recycled_empty, untouched_zeros\n"
+            "kept = recycled_empty((2048, 2048))\n"
+            "zeros = untouched_zeros((2048, 2048))\n"
+            "zeros[0, 0] = 1.0\n"
+            "dropped = recycled_empty((2048, 2048))\n"
+            "del dropped\n"
+            "time.sleep(1.5)\n")
+    subprocess.run([sys.executable, "-c", code], timeout=60, check=True)
 
 
 @posix
