@@ -6,9 +6,11 @@ from __future__ import annotations
 import gc
 import mmap
 import os
+import select
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +25,9 @@ posix = pytest.mark.skipif(not hasattr(os, "fork"), reason="recycling needs POSI
 resident_pages_known = pytest.mark.skipif(
     output_memory._mincore is None, reason="zeroed outputs are recycled where mincore tells "
     "the pages a mapping holds")
+needs_marker = pytest.mark.skipif(
+    not (hasattr(mmap, "MADV_FREE") and hasattr(select, "poll")),
+    reason="kept memory is marked free (MADV_FREE) by a thread that polls a pipe")
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
                            reason="reads the resident size from /proc")
 
@@ -126,6 +131,84 @@ def test_threads_never_share_memory():
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.fixture
+def marked_free(monkeypatch):
+    """The kept mappings as they are marked free for the system, with FREE_AFTER 0.2 s."""
+    marked = []
+    mark = output_memory._mark_free
+
+    def recording(i: int) -> None:
+        marked.append(output_memory._kept[i].mapping)
+        mark(i)
+
+    monkeypatch.setattr(output_memory, "FREE_AFTER", 0.2)
+    monkeypatch.setattr(output_memory, "_mark_free", recording)
+    return marked
+
+
+def _wait_until(condition, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@needs_marker
+def test_kept_memory_is_marked_free_once_it_has_waited(marked_free):
+    a = recycled_empty(LARGE)
+    del a
+    assert marked_free == []  # not at once: the next call may want it back
+    assert _wait_until(lambda: len(marked_free) == 1)
+    assert [kept.marked_free for kept in output_memory._kept] == [True]
+    time.sleep(0.3)
+    assert len(marked_free) == 1  # once
+
+
+@needs_marker
+def test_memory_taken_back_in_time_is_never_marked_free(marked_free, monkeypatch):
+    monkeypatch.setattr(output_memory, "FREE_AFTER", 1.0)
+    for _ in range(5):  # a dataset computed call after call
+        a = recycled_empty(LARGE)
+        a[...] = 1.0
+        del a
+        time.sleep(0.02)
+    a = recycled_empty(LARGE)  # in use from here on
+    time.sleep(1.3)
+    assert marked_free == []
+    del a
+
+
+@needs_marker
+def test_memory_dropped_while_the_lock_is_held_is_marked_free_later(marked_free):
+    a = recycled_empty(LARGE)
+    with output_memory._lock:  # as the garbage collector may drop a result anywhere
+        del a
+        assert len(output_memory._returned) == 1
+    assert _wait_until(lambda: len(marked_free) == 1)
+
+
+@needs_marker
+def test_a_forked_child_marks_its_own_kept_memory(marked_free):
+    a = recycled_empty(LARGE)
+    del a  # the parent's mapping waits to be marked
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        code = 1
+        try:
+            marked_free.clear()  # the parent's, copied
+            if output_memory._marker is None and output_memory._kept == []:
+                b = recycled_empty(LARGE)
+                del b
+                code = 0 if _wait_until(lambda: len(marked_free) == 1) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _wait_until(lambda: len(marked_free) == 1)
 
 
 @posix

@@ -12,9 +12,12 @@
   ``mincore``, Linux) are cleared for the next, the others are still the
   system's zero pages.
 
-Kept memory is marked free for the system (``MADV_FREE``, Linux): under
-memory pressure the system takes it back without swapping, and it counts as
-resident only until then. :func:`release_memory` unmaps it at once.
+Kept memory not taken again within :data:`FREE_AFTER` seconds is marked free for
+the system (``MADV_FREE``, Linux): under memory pressure the system takes it back
+without swapping, and it counts as resident only until then. A daemon thread does
+the marking, started by the first recycled array and woken through a pipe when a
+result is dropped (finalizers may neither start threads nor wait for locks).
+:func:`release_memory` unmaps kept memory at once.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import ctypes
 import math
 import mmap
 import os
+import select
 import sys
 import threading
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -44,6 +49,12 @@ HEADROOM = 1.125
 RECYCLE_SLACK = 1.25
 #: Most mappings kept: the arrays of one or two results (three each with strain).
 MAX_KEPT = 6
+#: Seconds a kept mapping waits for reuse before it is marked free for the system. Not
+#: at once: the first write to a page after ``MADV_FREE`` costs about as much again as
+#: the write (on this project's virtual machines, 55 830 pages of 4 KiB: 10 ms to write,
+#: 21 ms once marked free), and a dataset computed call after call takes its memory
+#: back within milliseconds.
+FREE_AFTER = 1.0
 
 #: Arrays from this size on get a mapping of their own in :func:`untouched_zeros`.
 OWN_MAPPING_BYTES = 1 << 20
@@ -63,6 +74,8 @@ class _Kept(NamedTuple):
     #: for :func:`untouched_zeros`: the shape of a row of the array it last held (all
     #: axes but the first), which decides which pages a kernel writes
     row_shape: tuple[int, ...] | None
+    kept_at: float  # time.monotonic() when it was kept
+    marked_free: bool = False
 
     @property
     def held(self) -> int:
@@ -73,6 +86,7 @@ class _Kept(NamedTuple):
 _kept: list[_Kept] = []  # oldest first
 _returned: collections.deque = collections.deque()  # (mapping, bytes, row shape), not yet kept
 _lock = threading.Lock()
+_marker: _Marker | None = None  # the thread marking idle kept memory free, once started
 
 
 class _Region:
@@ -96,6 +110,8 @@ class _Region:
                     _keep_returned()
                 finally:
                     _lock.release()
+            if _marker is not None:
+                _marker.wake()
         except (AttributeError, TypeError, ImportError):  # interpreter shutdown: modules gone
             pass
 
@@ -106,6 +122,7 @@ def recycled_empty(shape: tuple[int, ...]) -> np.ndarray:
     n_bytes = 8 * math.prod(shape)
     if n_bytes < RECYCLE_BYTES or not _MAPPINGS:
         return np.empty(shape)
+    _start_marker()
     with _lock:
         _keep_returned()
         found = _take(n_bytes)
@@ -141,7 +158,8 @@ def release_memory() -> int:
     """Unmap the memory kept from dropped results for reuse; returns its size in bytes.
 
     Arrays still in use keep theirs. Needed only to give memory back to the
-    system before it asks for it (kept memory is marked free for it anyway).
+    system before it asks for it (kept memory is marked free for it anyway once it
+    has waited :data:`FREE_AFTER` seconds).
     """
     with _lock:
         _keep_returned()
@@ -166,12 +184,96 @@ def _keep_returned() -> None:
         mapped = _mapped_pages(data) if zeroed else None
         if zeroed and mapped is None:
             continue  # what it holds is unknown: not reusable as zeros
-        if hasattr(mmap, "MADV_FREE"):
-            mapping.madvise(mmap.MADV_FREE)
-        _kept.append(_Kept(mapping, data, mapped, row_shape))
+        _kept.append(_Kept(mapping, data, mapped, row_shape, kept_at=time.monotonic()))
+        if _marker is None:  # no thread to mark it later (none started: no MADV_FREE)
+            _mark_free(len(_kept) - 1)
     limit = _memory_limit()
     while len(_kept) > MAX_KEPT or sum(kept.held for kept in _kept) > limit:
         del _kept[0]  # its last references: unmapped here
+
+
+def _mark_free(i: int) -> None:
+    """Mark kept mapping i free for the system (``_lock`` held)."""
+    kept = _kept[i]
+    if hasattr(mmap, "MADV_FREE"):
+        kept.mapping.madvise(mmap.MADV_FREE)
+    _kept[i] = kept._replace(marked_free=True)
+
+
+def _mark_idle_free() -> float | None:
+    """Mark the kept mappings that have waited :data:`FREE_AFTER` seconds free; the
+    time (``time.monotonic``) when the next one will have, None if none is left
+    (``_lock`` held)."""
+    _keep_returned()
+    now, due = time.monotonic(), None
+    for i, kept in enumerate(_kept):
+        if not kept.marked_free:
+            if now - kept.kept_at >= FREE_AFTER:
+                _mark_free(i)
+            elif due is None or kept.kept_at + FREE_AFTER < due:
+                due = kept.kept_at + FREE_AFTER
+    return due
+
+
+class _Marker:
+    """The daemon thread that marks idle kept memory free: it sleeps until the next
+    kept mapping is due, or until :meth:`wake` (a byte down a pipe, which a finalizer
+    may send: no lock, no waiting) says that a result was dropped."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self.thread = threading.Thread(target=self._run, name="atomdesc-output-memory",
+                                       daemon=True)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write, b"\0")
+        except BlockingIOError:  # the pipe is full of wake-ups already
+            pass
+
+    def _run(self) -> None:
+        global _marker
+        try:
+            poll = select.poll()  # not select.select: any file descriptor number
+            poll.register(self._read, select.POLLIN)
+            due = None
+            while True:
+                wait = None if due is None else max(0, math.ceil(1e3 * (due - time.monotonic())))
+                if poll.poll(wait):  # milliseconds, None: until woken
+                    try:
+                        while os.read(self._read, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                with _lock:
+                    due = _mark_idle_free()
+        finally:  # not expected: kept memory is marked free at once from then on
+            with _lock:
+                if _marker is self:
+                    _marker = None
+
+    def close(self) -> None:
+        """Close the pipe (a forked child's copy: its thread is the parent's)."""
+        os.close(self._read)
+        os.close(self._write)
+
+
+def _start_marker() -> None:
+    """Start the marking thread if it is not running and marking is possible. Where
+    the system refuses a pipe or a thread, kept memory is marked free at once."""
+    global _marker
+    if _marker is None and hasattr(mmap, "MADV_FREE") and hasattr(select, "poll"):
+        with _lock:
+            if _marker is None:
+                try:
+                    _marker = _Marker()  # first: a result dropped meanwhile wakes it
+                    _marker.thread.start()
+                except (OSError, RuntimeError):
+                    if _marker is not None:
+                        _marker.close()
+                    _marker = None
 
 
 def _take(n_bytes: int, row_shape: tuple[int, ...] | None = None) -> _Kept | None:
@@ -205,11 +307,15 @@ def physical_memory() -> int:
 
 def _forget_after_fork() -> None:
     # a forked child may inherit the lock held by another thread; the kept
-    # mappings are its own copies, but not worth keeping
-    global _lock
+    # mappings are its own copies, but not worth keeping; the marking thread is
+    # the parent's (the next recycled array starts the child's own)
+    global _lock, _marker
     _lock = threading.Lock()
     _kept.clear()
     _returned.clear()
+    if _marker is not None:
+        _marker.close()
+        _marker = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -292,6 +398,7 @@ def _untouched(shape: tuple[int, ...], n_threads: int,
         mapping = _new_mapping(n_bytes, shape, flags)
         _advise_huge_pages(mapping, False)
         return np.frombuffer(mapping, dtype=np.float64).reshape(shape), dirty
+    _start_marker()
     with _lock:
         _keep_returned()
         found = _take(n_bytes, row_shape=tuple(shape[1:]))
