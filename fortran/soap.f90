@@ -1150,9 +1150,9 @@ contains
     !> gradient rows, the neighbours ent(1:nk) each with a slot of its own: st6(f, (x, y)) =
     !> sum_e (r_e)_y grad(f, x, slot_e) over the neighbours e that move run f's features
     !> (of either of its channels, all with the compressed channel star), in the order
-    !> of ent, as add_feature_derivs_group forms them. Each row is read from the cache
-    !> once per component x, four rows at a time, instead of every neighbour's products
-    !> being added to st6 as they are formed.
+    !> of ent, as add_feature_derivs_group forms them. Four rows at a time, each read from
+    !> the cache for every sum it enters, instead of every neighbour's products being added
+    !> to st6 as they are formed.
     subroutine strain_from_rows(nk, nlr, live, ent, st6)
       integer, intent(in) :: nk, nlr, live(:), ent(:)
       real(dp), intent(inout) :: st6(:, :)

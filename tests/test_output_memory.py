@@ -135,7 +135,7 @@ def test_threads_never_share_memory():
 
 @pytest.fixture
 def marked_free(monkeypatch):
-    """The kept mappings as they are marked free for the system, with FREE_AFTER 0.2 s."""
+    """The kept mappings as they are marked free for the system, with FREE_AFTER 0.5 s."""
     marked = []
     mark = output_memory._mark_free
 
@@ -143,7 +143,7 @@ def marked_free(monkeypatch):
         marked.append(output_memory._kept[i].mapping)
         mark(i)
 
-    monkeypatch.setattr(output_memory, "FREE_AFTER", 0.2)
+    monkeypatch.setattr(output_memory, "FREE_AFTER", 0.5)
     monkeypatch.setattr(output_memory, "_mark_free", recording)
     return marked
 

@@ -185,7 +185,7 @@ def _keep_returned() -> None:
         if zeroed and mapped is None:
             continue  # what it holds is unknown: not reusable as zeros
         _kept.append(_Kept(mapping, data, mapped, row_shape, kept_at=time.monotonic()))
-        if _marker is None:  # no thread to mark it later (none started: no MADV_FREE)
+        if _marker is None:  # no thread running to mark it later: at once
             _mark_free(len(_kept) - 1)
     limit = _memory_limit()
     while len(_kept) > MAX_KEPT or sum(kept.held for kept in _kept) > limit:
